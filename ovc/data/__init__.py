@@ -1,0 +1,2 @@
+"""Data layer: manifests and their pandera schemas, the ``clean`` stage, decord video reading, and
+the synthetic video world (``synthworld`` + ``ingest``)."""

@@ -1,0 +1,181 @@
+"""Read/write the manifest and vocabulary parquet files (validated, atomic) and resolve video paths.
+
+    df = read_manifest("data/clean/manifest.parquet")          # validated, labels as Python lists
+    video = resolve_video_path("data/clean/manifest.parquet", df.path[0])
+    write_manifest(df, "data/clean/manifest.parquet")          # validated, tmp file + os.replace
+
+Parquet types: string columns are ``string``, ``labels`` is ``list<string>``. pandas/pyarrow give
+list cells back as numpy arrays; :func:`normalize_labels` turns them (and tuples) into Python lists
+on read and before write, so the schemas and callers only ever see ``list[str]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ovc.data.schemas import (
+    MANIFEST_SCHEMA,
+    RAW_MANIFEST_SCHEMA,
+    VOCABULARY_SCHEMA,
+    ManifestSchemaError,
+    validate,
+)
+
+__all__ = [
+    "ManifestSchemaError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "normalize_labels",
+    "read_manifest",
+    "read_vocabulary",
+    "rebase_paths",
+    "resolve_video_path",
+    "write_manifest",
+    "write_vocabulary",
+]
+
+# Arrow types of the agreed columns; extra columns keep their inferred type.
+_MANIFEST_TYPES = {
+    "video_id": pa.string(),
+    "path": pa.string(),
+    "labels": pa.list_(pa.string()),
+    "split": pa.string(),
+    "source": pa.string(),
+    "caption": pa.string(),
+}
+_VOCAB_TYPES = {"label": pa.string(), "vertical": pa.string(), "kind": pa.string(), "vocab": pa.string()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace`` (readers
+    never see a half-written file; a crash leaves the old file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomic, deterministic JSON (sorted keys, 2-space indent, UTF-8, trailing newline)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _write_table(df: pd.DataFrame, path: str | os.PathLike, types: dict[str, pa.DataType]) -> None:
+    """DataFrame -> parquet with the agreed Arrow types, no index, written atomically."""
+    fields = []
+    for name in df.columns:
+        if name in types:
+            fields.append(pa.field(name, types[name]))
+        else:
+            fields.append(pa.Schema.from_pandas(df[[name]], preserve_index=False).field(name))
+    table = pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------------
+def _to_label_list(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return value  # lists pass; anything else (None, a str) is left for the schema to reject
+
+
+def normalize_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` whose ``labels`` cells are Python lists (numpy arrays/tuples converted)."""
+    out = df.copy()
+    if "labels" in out.columns:
+        out["labels"] = pd.Series([_to_label_list(v) for v in out["labels"]], index=out.index, dtype=object)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Manifest
+# --------------------------------------------------------------------------------------------------
+def read_manifest(path: str | os.PathLike, allow_empty_labels: bool = False) -> pd.DataFrame:
+    """Read and validate a manifest parquet.
+
+    Args:
+        path: the parquet file.
+        allow_empty_labels: accept videos with no labels (raw ingest output, before ``clean``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ManifestSchemaError: schema violations (all listed, with file, columns, rows and ids).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    df = normalize_labels(pd.read_parquet(path))
+    schema = RAW_MANIFEST_SCHEMA if allow_empty_labels else MANIFEST_SCHEMA
+    return validate(df, schema, str(path)).reset_index(drop=True)
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, allow_empty_labels: bool = False) -> None:
+    """Validate (lazily, all failures in one error) and write a manifest atomically."""
+    df = normalize_labels(df).reset_index(drop=True)
+    schema = RAW_MANIFEST_SCHEMA if allow_empty_labels else MANIFEST_SCHEMA
+    validate(df, schema, f"{path} (manifest to write)")
+    _write_table(df, path, _MANIFEST_TYPES)
+
+
+def resolve_video_path(manifest_path: str | os.PathLike, p: str | os.PathLike) -> Path:
+    """A manifest ``path`` cell as a usable path: absolute kept as is, relative taken relative to
+    the manifest file's directory."""
+    p = Path(p)
+    return p if p.is_absolute() else Path(manifest_path).parent / p
+
+
+def rebase_paths(paths: pd.Series, from_dir: str | os.PathLike, to_dir: str | os.PathLike) -> pd.Series:
+    """Rewrite relative ``paths`` (relative to ``from_dir``) to be relative to ``to_dir``, POSIX
+    style; absolute paths are kept. Used when a stage writes a manifest into another directory."""
+    from_dir, to_dir = os.path.abspath(from_dir), os.path.abspath(to_dir)
+
+    def one(p: str) -> str:
+        if os.path.isabs(p):
+            return p
+        rel = os.path.relpath(os.path.join(from_dir, p), to_dir)
+        return Path(rel).as_posix()
+
+    return paths.map(one)
+
+
+# --------------------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------------------
+def read_vocabulary(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a vocabulary parquet (raises FileNotFoundError / ManifestSchemaError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary not found: {path}")
+    return validate(pd.read_parquet(path), VOCABULARY_SCHEMA, str(path)).reset_index(drop=True)
+
+
+def write_vocabulary(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Validate and write a vocabulary atomically."""
+    df = df.reset_index(drop=True)
+    validate(df, VOCABULARY_SCHEMA, f"{path} (vocabulary to write)")
+    _write_table(df, path, _VOCAB_TYPES)

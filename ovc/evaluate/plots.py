@@ -1,0 +1,201 @@
+"""Plot data files for ``dvc plots show`` and PNG figures (paper Fig. 6, PR curves).
+
+Data files are CSV (one column per field) or JSON (``{key: [{field: value, ...}, ...]}``, one
+array of objects) — the two shapes DVC's Vega-Lite templates read; pick by the file suffix. Point
+counts are capped at ``max_points`` (≤ 500 by default) so the files stay small and diff-able.
+All writes are atomic (temp file + ``os.replace``). Figures are drawn on matplotlib's Agg canvas
+(no pyplot state).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ovc.evaluate.metrics import check_inputs, f1_curve, pr_curve
+
+__all__ = [
+    "atomic_write_bytes",
+    "downsample_indices",
+    "write_curve",
+    "write_pr_curve",
+    "write_f1_threshold_curve",
+    "plot_f1_vs_threshold",
+    "plot_pr_curves",
+]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def downsample_indices(n: int, max_points: int = 500) -> np.ndarray:
+    """≤ ``max_points`` evenly spaced indices into ``range(n)``, always keeping both ends."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
+
+
+def _clean(v: float) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 6)
+
+
+def write_curve(columns: Mapping[str, Sequence[float]], path, key: str = "curve") -> Path:
+    """Write equally long numeric columns as CSV or JSON (by suffix) for DVC plots.
+
+    Args:
+        columns: field name -> values (NaN/inf become empty cells in CSV, null in JSON).
+        path: ``*.csv`` or ``*.json``.
+        key: JSON only: name of the top-level array.
+    """
+    path = Path(path)
+    names = list(columns)
+    arrays = [np.asarray(columns[k], dtype=np.float64).reshape(-1) for k in names]
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError(f"columns of {path.name} differ in length: {[len(a) for a in arrays]}")
+    rows = [[_clean(a[i]) for a in arrays] for i in range(len(arrays[0]) if arrays else 0)]
+    if path.suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([["" if v is None else repr(v) for v in row] for row in rows])
+        data = buf.getvalue().encode()
+    elif path.suffix == ".json":
+        data = json.dumps({key: [dict(zip(names, row)) for row in rows]}, indent=1).encode()
+    else:
+        raise ValueError(f"plot data file must end in .csv or .json, got {path.name!r}")
+    atomic_write_bytes(path, data)
+    return path
+
+
+def write_pr_curve(scores, targets, path, max_points: int = 500) -> Path:
+    """Micro precision-recall curve (all (video, label) pairs) with columns precision, recall,
+    threshold, downsampled to ≤ ``max_points`` points (DVC: ``x: recall, y: precision``).
+    """
+    precision, recall, thresholds = pr_curve(scores, targets)
+    keep = downsample_indices(len(precision), max_points)
+    return write_curve(
+        {"precision": precision[keep], "recall": recall[keep], "threshold": thresholds[keep]}, path, key="pr"
+    )
+
+
+def write_f1_threshold_curve(
+    scores, targets, path, thresholds=None, average: str = "micro", n_points: int = 201
+) -> Path:
+    """F1 vs a single global threshold (paper Fig. 6 data) with columns threshold, f1.
+
+    Args:
+        thresholds: grid (≤ 500 points advised); default ``n_points`` evenly spaced over the
+            score range — pass one shared grid to make several splits' curves line up.
+        average: "micro" or "macro" (see :mod:`ovc.evaluate.metrics`).
+    """
+    s, t = check_inputs(scores, targets)
+    if thresholds is None:
+        lo, hi = (float(s.min()), float(s.max())) if s.size else (0.0, 1.0)
+        thresholds = np.linspace(lo, hi, n_points)
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    return write_curve({"threshold": thresholds, "f1": f1_curve(s, t, thresholds, average)}, path, key="f1")
+
+
+def _save_png(fig, out_png) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, out_png)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out_png
+
+
+def _new_axes():
+    """A figure on the Agg canvas without pyplot: no global backend switch, no open windows,
+    nothing left to close (safe in DVC stages, Ray workers and tests)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
+def plot_f1_vs_threshold(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    calibrated_threshold: float | None,
+    out_png,
+    title: str | None = None,
+) -> Path:
+    """Paper Fig. 6: F1 vs threshold, one line per split, grey vertical line at the calibrated
+    threshold (§4.5).
+
+    Args:
+        curves: split name -> (thresholds, f1).
+        calibrated_threshold: drawn as a grey vertical line (skipped when None/NaN).
+        out_png: output path.
+    """
+    fig, ax = _new_axes()
+    for name, (thr, f1) in curves.items():
+        ax.plot(np.asarray(thr, dtype=float), np.asarray(f1, dtype=float), label=name, linewidth=1.6)
+    if calibrated_threshold is not None and np.isfinite(calibrated_threshold):
+        ax.axvline(float(calibrated_threshold), color="grey", linestyle="-", linewidth=1.2,
+                   label=f"calibrated ({calibrated_threshold:.3g})")
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("F1")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save_png(fig, out_png)
+
+
+def plot_pr_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    out_png,
+    aupr: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Precision-recall curves, one line per split or method.
+
+    Args:
+        curves: name -> (precision, recall), e.g. from :func:`ovc.evaluate.metrics.pr_curve`.
+        out_png: output path.
+        aupr: optional name -> AUPR shown in the legend.
+    """
+    fig, ax = _new_axes()
+    for name, (precision, recall) in curves.items():
+        label = name if not aupr or name not in aupr else f"{name} (AUPR {100 * aupr[name]:.1f})"
+        ax.step(np.asarray(recall, dtype=float), np.asarray(precision, dtype=float), where="post",
+                label=label, linewidth=1.4)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save_png(fig, out_png)
