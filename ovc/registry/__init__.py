@@ -1,0 +1,85 @@
+"""SQL registry of model versions, vocabularies, label embeddings and thresholds (paper §3, Fig. 2b).
+
+Label embeddings are precomputed into a database so that classifying against a vocabulary costs a
+matrix product; new labels are embedded incrementally. SQLite (embedded default) and PostgreSQL are
+served by the same SQLAlchemy code and the same Alembic migrations.
+
+    from ovc.registry import open_registry, add_labels, load_embedding_matrix
+    engine = open_registry(cfg)                        # resolves the URL, runs `alembic upgrade head`
+    add_labels(engine, "retail", ["Red Car", ("running", "action")], encode_fn)
+    labels, matrix, kinds = load_embedding_matrix(engine, "retail")   # matrix: (n, dim) float32
+"""
+
+from ovc.registry.db import (
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    open_registry,
+    resolve_url,
+    session_factory,
+    upgrade,
+)
+from ovc.registry.store import (
+    AddLabelsResult,
+    EncodeError,
+    LabelIssue,
+    LabelSpec,
+    ModelVersionInfo,
+    NotFoundError,
+    PublishResult,
+    RegistryError,
+    VocabularyInfo,
+    add_labels,
+    counts,
+    get_threshold,
+    latest_model_version,
+    list_labels,
+    list_model_versions,
+    list_vocabularies,
+    load_embedding_matrix,
+    normalize_label,
+    publish_model_version,
+    read_label_file,
+    remove_labels,
+    remove_vocabulary,
+    set_threshold,
+    sha256_file,
+    validate_labels,
+)
+
+__all__ = [
+    "AddLabelsResult",
+    "EncodeError",
+    "LabelIssue",
+    "LabelSpec",
+    "ModelVersionInfo",
+    "NotFoundError",
+    "PublishResult",
+    "RegistryError",
+    "VocabularyInfo",
+    "add_labels",
+    "counts",
+    "current_revision",
+    "downgrade",
+    "get_threshold",
+    "head_revision",
+    "latest_model_version",
+    "list_labels",
+    "list_model_versions",
+    "list_vocabularies",
+    "load_embedding_matrix",
+    "make_engine",
+    "normalize_label",
+    "open_registry",
+    "publish_model_version",
+    "read_label_file",
+    "remove_labels",
+    "remove_vocabulary",
+    "resolve_url",
+    "session_factory",
+    "set_threshold",
+    "sha256_file",
+    "upgrade",
+    "validate_labels",
+]

@@ -1,0 +1,180 @@
+"""Engines, sessions and migrations of the registry database.
+
+URL resolution (first that is set): ``cfg.registry.url`` -> ``$OVC_REGISTRY_URL`` ->
+``sqlite:///<cfg.paths.data>/registry.db`` (the embedded default). Any SQLAlchemy URL works;
+SQLite and PostgreSQL (``postgresql+psycopg2://...``) are tested.
+
+SQLite engines get, on every connection: ``journal_mode=WAL`` (readers never block the writer),
+``foreign_keys=ON`` (cascades), ``busy_timeout`` (wait for the lock instead of failing) and
+``page_size=16384`` (new files; fits several vectors per page), ``synchronous=NORMAL`` (with WAL: atomic and crash-safe for the application; only the last commits
+before a power loss may be lost). pysqlite's own transaction handling is switched off and we emit
+``BEGIN`` ourselves, so a writer can take the write lock up front with ``BEGIN IMMEDIATE`` (a
+deferred transaction that reads and then writes can fail with "database is locked" without ever
+waiting) — see :func:`connect_for_write`.
+
+The schema is created and changed only by Alembic (:func:`upgrade`), never by ``create_all``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from ovc.config import Config
+
+ENV_URL = "OVC_REGISTRY_URL"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the lock before "database is locked"
+_BEGIN_OPTION = "ovc_sqlite_begin"  # execution option: DEFERRED (default) | IMMEDIATE | EXCLUSIVE
+
+
+def resolve_url(cfg: Config | None = None, url: str = "") -> str:
+    """The registry URL: ``url`` arg > ``cfg.registry.url`` > ``$OVC_REGISTRY_URL`` > SQLite under data/.
+
+    Args:
+        cfg: the typed config (``registry.url``, ``paths.data``); None = defaults.
+        url: an explicit URL that wins over everything.
+    """
+    if url:
+        return url
+    if cfg is not None and cfg.registry.url:
+        return cfg.registry.url
+    if os.environ.get(ENV_URL):
+        return os.environ[ENV_URL]
+    data = Path(cfg.paths.data) if cfg is not None else Path("data")
+    return f"sqlite:///{(data / 'registry.db').as_posix()}"
+
+
+def _is_sqlite_memory(url: Any) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo: bool = False) -> Engine:
+    """An Engine for ``url`` with the registry's per-dialect settings (SQLite pragmas, pre-ping).
+
+    A SQLite file's parent directory is created if missing. Engines are per process: create one
+    after fork/spawn, never share one across processes.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(u, echo=echo, pool_pre_ping=True, future=True)
+
+    if not _is_sqlite_memory(u):
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
+    memory = _is_sqlite_memory(u)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        if not memory:
+            # 16 KiB pages hold ~7 512-d float32 vectors; at the 4 KiB default each 2 KiB vector row
+            # takes a whole page (2x file size and read time). Only takes effect on a new database.
+            cur.execute("PRAGMA page_size=16384")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def connect_for_write(engine: Engine) -> Connection:
+    """A connection whose transactions take the write lock at BEGIN on SQLite (no-op elsewhere).
+
+    Writers that read before writing (all of the store's) must start with the lock, otherwise two
+    deferred SQLite transactions can deadlock on the upgrade and one fails immediately.
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+    return conn
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine`` (``expire_on_commit=False``: returned objects stay readable)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Migrations (Alembic, programmatic)
+# --------------------------------------------------------------------------------------------------
+def alembic_config(url: str = "") -> Any:
+    """An Alembic ``Config`` pointing at the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config as AlembicConfig
+
+    acfg = AlembicConfig()
+    acfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        acfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return acfg
+
+
+def _run_alembic(target: str | Engine, fn_name: str, revision: str) -> None:
+    from alembic import command
+
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        acfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with connect_for_write(engine) as conn:
+            # One transaction for the whole run (transactional DDL on SQLite and PostgreSQL):
+            # an interrupted upgrade leaves the previous schema, never half of the new one.
+            with conn.begin():
+                acfg.attributes["connection"] = conn
+                getattr(command, fn_name)(acfg, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """``alembic upgrade <revision>`` on a URL or Engine (idempotent; concurrent callers serialise)."""
+    _run_alembic(target, "upgrade", revision)
+
+
+def downgrade(target: str | Engine, revision: str) -> None:
+    """``alembic downgrade <revision>`` (e.g. ``"base"`` drops every registry table)."""
+    _run_alembic(target, "downgrade", revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stamped in the database (None = never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this package."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def open_registry(cfg: Config | None = None, url: str = "", *, migrate: bool = True) -> Engine:
+    """Engine for the configured registry, migrated to head first unless ``migrate=False``.
+
+    Args:
+        cfg: typed config (``registry.url``, ``paths.data``).
+        url: explicit URL overriding the config.
+        migrate: run ``alembic upgrade head`` (idempotent) before returning.
+    """
+    engine = make_engine(resolve_url(cfg, url))
+    if migrate:
+        upgrade(engine)
+    return engine

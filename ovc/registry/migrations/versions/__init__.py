@@ -1,0 +1,1 @@
+"""Alembic revision scripts (``NNNN_slug.py``); Alembic skips this file."""
