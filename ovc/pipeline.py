@@ -17,6 +17,12 @@ from ovc.config import Config
 STAGES: dict[str, str] = {
     "ingest": "ovc.data.ingest:ingest",
     "clean": "ovc.data.clean:clean",
+    "bootstrap_clip": "ovc.train.bootstrap:bootstrap_clip",
+    "synth_labels": "ovc.synth.stage:synth_labels",
+    "features": "ovc.train.features:features",
+    "train": "ovc.train.loop:train",
+    "evaluate": "ovc.evaluate.stage:evaluate",
+    "publish": "ovc.registry.publish:publish",
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT, build_tiny_project, tiny_overrides  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,3 +35,19 @@ def _torch_threads():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_project_dir(tmp_path_factory) -> Path:
+    """A tiny project (world + clean + random CLIP), built once per session; copy it before writing."""
+    return build_tiny_project(tmp_path_factory.mktemp("tiny_project"))
+
+
+@pytest.fixture()
+def tiny_project(tiny_project_dir, tmp_path) -> Path:
+    """A private copy of the tiny project for one test (stages write models/eval into it)."""
+    import shutil
+
+    dst = tmp_path / "project"
+    shutil.copytree(tiny_project_dir, dst)
+    return dst

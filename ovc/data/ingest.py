@@ -12,8 +12,9 @@ which then replaces raw/ as a whole (a crash leaves the previous raw/ untouched)
 
 Adapters are registered in :data:`ADAPTERS` by dotted path (``"module:function"``), each
 ``fn(cfg: Config, out_dir: Path) -> dict`` writing the four outputs into ``out_dir`` and
-returning a JSON-able summary. ``synthworld`` (the offline default) is the only one so far;
-real datasets (youtube8m, kinetics, ...) plug in here by ``cfg.ingest.source``.
+returning a JSON-able summary. ``synthworld`` is the offline default; the real datasets
+(youtube8m, kinetics, tao, activitynet, rareact) live in :mod:`ovc.data.adapters`, and a
+comma-separated ``cfg.ingest.source`` mixes several of them into one manifest.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ log = logging.getLogger(__name__)
 # cfg.ingest.source -> "module:function" (fn(cfg, out_dir) -> summary)
 ADAPTERS: dict[str, str] = {
     "synthworld": "ovc.data.ingest:ingest_synthworld",
+    # real datasets (paper §4.1), reading their own file formats from ingest.root / ingest.roots
+    "youtube8m": "ovc.data.adapters.youtube8m:ingest_youtube8m",
+    "kinetics": "ovc.data.adapters.kinetics:ingest_kinetics",
+    "tao": "ovc.data.adapters.tao:ingest_tao",
+    "activitynet": "ovc.data.adapters.activitynet:ingest_activitynet",
+    "rareact": "ovc.data.adapters.rareact:ingest_rareact",
 }
+MIX_ADAPTER = "ovc.data.adapters.common:ingest_mix"  # ingest.source "a,b,...": several datasets in one manifest
 
 
 class IngestError(ValueError):
@@ -44,7 +52,15 @@ class IngestError(ValueError):
 
 
 def get_adapter(source: str) -> Callable[[Config, Path], dict[str, Any]]:
-    """The adapter function registered for ``source`` (IngestError lists the known ones)."""
+    """The adapter function registered for ``source`` (IngestError lists the known ones); a
+    comma-separated list of dataset sources ("youtube8m,kinetics") gets the mixing adapter."""
+    if "," in source:
+        parts = [s.strip() for s in source.split(",") if s.strip()]
+        bad = [s for s in parts if s not in ADAPTERS or s == "synthworld"]
+        if bad:
+            raise IngestError(f"ingest.source {source!r}: cannot mix {bad}; mixable sources: {', '.join(sorted(set(ADAPTERS) - {'synthworld'}))}")
+        module, fn = MIX_ADAPTER.split(":")
+        return getattr(importlib.import_module(module), fn)
     if source not in ADAPTERS:
         raise IngestError(f"unknown ingest.source {source!r}; known sources: {', '.join(sorted(ADAPTERS))}")
     module, fn = ADAPTERS[source].split(":")

@@ -1,0 +1,275 @@
+"""Stage ``evaluate``: every method on every split, in one harness (paper §4.3–4.5).
+
+For each split (closed ``val``; each open-vocabulary set ``open_<what>``) and each method (``ours``,
+``ours_no_temporal``, the frozen CLIP baselines and the trained baselines) it
+
+* embeds the split's vocabulary with the method's label encoder and the split's videos (uniform
+  frame sampling) with its video encoder; scores are ``p = σ(s/τ)`` with ``s`` the method's score
+  (paper eq. 1–2; monotone in ``s``, so AUPR/peak F1 are those of ``s``, and every method's
+  thresholds live on one [0, 1] axis as in Fig. 6);
+* keeps the raw scores and targets in ``<eval>/<split>/<method>.npz`` so any metric can be
+  recomputed;
+* computes AUPR (macro over labels with ≥1 positive, and micro) and peak F1 (micro and macro);
+* calibrates one global threshold per method on the closed validation data — the threshold that
+  maximises the *minimum* F1 across the training datasets (§4.5). The paper's training datasets
+  are YouTube-8M (entities) and Kinetics (actions); the synthetic world's one training set is split
+  the same way, into its entity-label and action-label halves (``val_entities``, ``val_actions``);
+* reports each split's F1 at that threshold, writes ``metrics.json`` (``dvc metrics show``), the
+  results tables (markdown + csv, like Tables 1–2), PR and F1-vs-threshold curves (``dvc plots
+  show``) and Fig. 6-style PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ovc.config import Config
+
+log = logging.getLogger(__name__)
+
+CLOSED_SPLITS = ("val",)
+# the calibration "training datasets": the val split's entity labels and its action labels
+CALIBRATION_KINDS = ("entity", "action")
+
+
+def eval_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.data) / "eval"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data of one split
+# --------------------------------------------------------------------------------------------------
+class SplitData:
+    """One split's videos (decoded once, shared by all methods), vocabulary and targets."""
+
+    def __init__(self, name: str, paths: list[str], video_ids: list[str], positives: list[list[str]], vocab: list[str], kinds: dict[str, str]):
+        self.name = name
+        self.paths = paths
+        self.video_ids = video_ids
+        self.positives = positives
+        self.vocab = vocab
+        self.kinds = kinds
+        self.frames: torch.Tensor | None = None  # (V, F, 3, H, W) uint8 after load_frames
+        self.skipped: list[tuple[str, str]] = []
+
+    def targets(self) -> np.ndarray:
+        index = {label: j for j, label in enumerate(self.vocab)}
+        t = np.zeros((len(self.video_ids), len(self.vocab)), dtype=np.uint8)
+        for i, labels in enumerate(self.positives):
+            for label in labels:
+                if label in index:
+                    t[i, index[label]] = 1
+        return t
+
+    def load_frames(self, cfg: Config) -> None:
+        """Decode every video once (uniform sampling); unreadable videos are reported and dropped."""
+        from tqdm.auto import tqdm
+
+        from ovc.data.video import VideoReadError, read_frames
+
+        frames, keep = [], []
+        for i, path in enumerate(tqdm(self.paths, desc=f"decode {self.name}", leave=False, disable=None)):
+            try:
+                frames.append(read_frames(path, cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling))
+                keep.append(i)
+            except VideoReadError as e:
+                self.skipped.append((path, str(e)))
+                log.warning("evaluate %s: skipping %s", self.name, e)
+        if not frames:
+            raise ValueError(f"split {self.name!r}: no readable video")
+        self.paths = [self.paths[i] for i in keep]
+        self.video_ids = [self.video_ids[i] for i in keep]
+        self.positives = [self.positives[i] for i in keep]
+        self.frames = torch.stack(frames)  # V x (F, 3, H, W) -> (V, F, 3, H, W)
+
+
+def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
+    """The evaluation splits of the clean manifest: ``val`` (training vocabulary) and every ``open_*``."""
+    from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
+
+    clean = Path(cfg.paths.data) / "clean"
+    manifest_path = clean / "manifest.parquet"
+    df = read_manifest(manifest_path)
+    vocab_df = read_vocabulary(clean / "vocabulary.parquet")
+    present = [s for s in df["split"].unique().tolist() if s in CLOSED_SPLITS or s.startswith("open_")]
+    wanted = splits or cfg.evaluate.splits or sorted(present, key=lambda s: (s not in CLOSED_SPLITS, s))
+    out: dict[str, SplitData] = {}
+    for split in wanted:
+        rows = df[df["split"] == split]
+        if len(rows) == 0:
+            raise ValueError(f"{manifest_path}: no videos in split {split!r} (present: {sorted(present)})")
+        vocab_name = "train" if split in CLOSED_SPLITS else split
+        v = vocab_df[vocab_df["vocab"] == vocab_name]
+        if len(v) == 0:
+            raise ValueError(f"{clean / 'vocabulary.parquet'}: no vocabulary {vocab_name!r} for split {split!r}")
+        out[split] = SplitData(
+            split,
+            [str(resolve_video_path(manifest_path, p)) for p in rows["path"]],
+            rows["video_id"].tolist(),
+            [list(x) for x in rows["labels"]],
+            sorted(v["label"].tolist()),
+            dict(zip(v["label"], v["kind"])),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------------
+def load_method(cfg: Config, name: str, attributes: dict[str, list[str]] | None = None):
+    """:func:`build_method` plus, for trained methods, ``data/models/trained/<name>/final.safetensors``."""
+    from ovc.models.build import build_method
+    from ovc.train.checkpoint import load_weights
+    from ovc.train.loop import TRAINABLE_METHODS, run_dir
+
+    method = build_method(cfg, name, attributes)
+    if name in TRAINABLE_METHODS:
+        weights = run_dir(cfg, name) / "final.safetensors"
+        if not weights.exists():
+            raise FileNotFoundError(f"{name}: trained weights {weights} not found; run `ovc stage train` first")
+        method.load_state_dict_trainable(load_weights(weights))
+    method.eval()
+    return method
+
+
+@torch.no_grad()
+def embed_videos(method, frames_u8: torch.Tensor, mean, std, batch_size: int) -> torch.Tensor:
+    """(V, F, 3, H, W) uint8 -> (V, D) video embeddings, in batches."""
+    from ovc.data.video import normalize_frames
+
+    out = [
+        method.encode_videos(normalize_frames(frames_u8[i : i + batch_size], mean, std))
+        for i in range(0, len(frames_u8), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def _video_key(method) -> str:
+    """Methods whose video side is the same frozen CLIP mean of frames share its embeddings."""
+    from ovc.models.video_encoder import VideoEncoder
+
+    ve = method.video_encoder
+    if isinstance(ve, VideoEncoder) and not ve.cfg.use_temporal:
+        return "frozen_clip_mean"
+    return method.name
+
+
+def score_split(method, split: SplitData, video_emb: torch.Tensor, tau: float, batch_size: int) -> np.ndarray:
+    """p = σ(s/τ) for every (video, label) pair of the split: (V, L) float32."""
+    label_emb = method.embed_vocabulary(split.vocab, batch_size=batch_size)  # (L, D)
+    s = method.score(video_emb, label_emb)  # (V, L)
+    return torch.sigmoid(s / tau).numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------------
+def evaluate(cfg: Config) -> dict[str, Any]:
+    """Evaluate ``cfg.evaluate.methods`` on every split; write metrics, scores, tables and plots."""
+    from ovc.evaluate.calibration import calibrate_threshold
+    from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, pr_curve
+    from ovc.evaluate.plots import plot_f1_vs_threshold, plot_pr_curves, write_curve, write_pr_curve
+    from ovc.evaluate.report import save_scores, write_metrics_json, write_results_tables
+    from ovc.models.baselines import MissingAttributesError
+    from ovc.models.build import method_clip, read_attributes
+
+    t0 = time.time()
+    torch.manual_seed(cfg.evaluate.seed)
+    out = eval_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    attributes = read_attributes(cfg)
+
+    splits = load_splits(cfg)
+    for split in splits.values():
+        split.load_frames(cfg)
+    metrics: dict[str, Any] = {name: {} for name in splits}
+    thresholds: dict[str, float | None] = {}
+    skipped_methods: dict[str, str] = {}
+    f1_curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    grid = np.linspace(0.0, 1.0, cfg.evaluate.plot_points)
+    shared_video: dict[tuple[str, str], torch.Tensor] = {}
+    all_scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+
+    for name in cfg.evaluate.methods:
+        try:
+            method = load_method(cfg, name, attributes)
+        except MissingAttributesError as e:
+            skipped_methods[name] = str(e)
+            log.warning("evaluate: skipping %s: %s", name, e)
+            continue
+        clip = method_clip(method)
+        per_split = all_scores.setdefault(name, {})  # split -> (scores, targets)
+        for split in splits.values():
+            key = (_video_key(method), split.name)
+            if key not in shared_video:
+                shared_video[key] = embed_videos(method, split.frames, clip.image_mean, clip.image_std, cfg.evaluate.batch_size)
+            scores = score_split(method, split, shared_video[key], cfg.loss.tau, cfg.evaluate.batch_size)
+            targets = split.targets()
+            save_scores(out / split.name / f"{name}.npz", scores, targets, split.vocab)
+            per_split[split.name] = (scores, targets)
+            m = compute_metrics(scores, targets, split.vocab)
+            metrics[split.name][name] = {
+                "aupr_macro": m["aupr_macro"],
+                "aupr_micro": m["aupr_micro"],
+                "peak_f1_micro": m["peak_f1_micro"],
+                "peak_f1_macro": m["peak_f1_macro"],
+                "peak_threshold_micro": m["peak_threshold_micro"],
+            }
+        # calibration on the closed validation data, split into its entity and action datasets (§4.5)
+        calib: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for closed in CLOSED_SPLITS:
+            if closed not in per_split:
+                continue
+            scores, targets = per_split[closed]
+            for kind in CALIBRATION_KINDS:
+                cols = [j for j, label in enumerate(splits[closed].vocab) if splits[closed].kinds.get(label) == kind]
+                if cols:
+                    calib[f"{closed}_{kind}"] = (scores[:, cols], targets[:, cols])
+        thr = None
+        if calib:
+            thr, details = calibrate_threshold(calib, average=cfg.evaluate.calibration_average)
+            thresholds[name] = thr
+        for split_name, (scores, targets) in per_split.items():
+            entry = metrics[split_name][name]
+            entry["f1_at_calibrated"] = (
+                f1_at_threshold(scores, targets, thr, average=cfg.evaluate.calibration_average) if thr is not None else None
+            )
+            entry["calibrated_threshold"] = thr
+            f1_curves.setdefault(name, {})[split_name] = (grid, f1_curve(scores, targets, grid, cfg.evaluate.calibration_average))
+        log.info("evaluate %s: done", name)
+        del method
+
+    main = cfg.evaluate.main_method
+    result = {**metrics, "calibrated_threshold": thresholds.get(main)}
+    write_metrics_json(result, out / "metrics.json")
+    tables = write_results_tables(metrics, out)
+    # plots: F1 vs threshold per method and split (Fig. 6), PR curves of the main method per split
+    plots = out / "plots"
+    for name, curves in f1_curves.items():
+        for split_name, (g, f1) in curves.items():
+            write_curve({"threshold": g, "f1": f1}, plots / f"f1_threshold_{split_name}_{name}.csv", key="f1")
+        plot_f1_vs_threshold(curves, thresholds.get(name), plots / f"f1_vs_threshold_{name}.png", title=f"{name}: F1 vs threshold")
+    if main in all_scores:
+        pr = {}
+        for split_name, (s, t) in all_scores[main].items():
+            write_pr_curve(s, t, plots / f"pr_{split_name}_{main}.csv")
+            precision, recall, _ = pr_curve(s, t)
+            pr[split_name] = (precision, recall)
+        plot_pr_curves(pr, plots / f"pr_curves_{main}.png", aupr={k: metrics[k][main]["aupr_micro"] for k in pr})
+    summary = {
+        "splits": {k: {"videos": len(v.video_ids), "labels": len(v.vocab), "skipped_videos": len(v.skipped)} for k, v in splits.items()},
+        "methods": [m for m in cfg.evaluate.methods if m not in skipped_methods],
+        "skipped_methods": skipped_methods,
+        "calibrated_thresholds": thresholds,
+        "seconds": round(time.time() - t0, 1),
+        "tables": {k: str(v) for k, v in tables.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
