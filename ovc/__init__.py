@@ -8,3 +8,12 @@ The package is split by lifecycle stage: ``data`` (world, manifests, cleaning, r
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Lazy top-level API: ``ovc.Classifier`` imports ``ovc.infer`` (and torch) only when first used."""
+    if name in ("Classifier", "load_published"):
+        import ovc.infer
+
+        return getattr(ovc.infer, name)
+    raise AttributeError(f"module 'ovc' has no attribute {name!r}")

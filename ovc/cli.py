@@ -3,6 +3,8 @@
     ovc stage NAME [-S section.field=value ...]   run one pipeline stage (what dvc.yaml calls)
     ovc bench NAME | --list                       run a benchmark, print one JSON object
     ovc params [-S ...]                           show the resolved typed config
+    ovc vocab add|ls|rm, ovc registry ls           registry vocabularies (ovc.infer.cli_commands)
+    ovc classify VIDEO... --vocab NAME            classify videos with a published model
 """
 
 from __future__ import annotations
@@ -93,6 +95,15 @@ def bench(
 def params_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
     """Print the resolved configuration (params.yaml + overrides) as YAML."""
     typer.echo(dump_params(_load(params, set_)))
+
+
+
+# registry and inference commands (implemented in ovc.infer.cli_commands; importing it loads no torch)
+from ovc.infer.cli_commands import classify_cmd, registry_app, vocab_app  # noqa: E402
+
+app.add_typer(vocab_app, name="vocab")
+app.add_typer(registry_app, name="registry")
+app.command("classify")(classify_cmd)
 
 
 def main() -> None:  # pragma: no cover

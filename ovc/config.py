@@ -85,7 +85,7 @@ class ReaderConfig:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class ClipConfig:
-    model: str = "ovc-vit-tiny"  # open_clip model name (custom configs registered by ovc)
+    model: str = "ovc-vit-mini"  # open_clip model name (custom configs registered by ovc)
     pretrained: str = ""  # hub tag ("openai"), a file path, or "local-dir:/path"; "" = bootstrapped model dir
     precision: str = "fp32"  # fp32 | bf16 | fp16 (GPU)
 
@@ -103,6 +103,7 @@ class BootstrapConfig:
     warmup: int = 50  # linear warmup steps, then cosine decay to 0
     max_logit_scale: float = 100.0  # logit scale clamped to ln(this), as CLIP
     hflip: bool = True  # random horizontal flips (captions have no left/right words)
+    grouped_batches: float = 0.5  # share of batches drawn from frames sharing a scene or colour (shape hard negatives)
     image_size: int = 0  # frame size; 0 = the CLIP's input size (anything else must equal it)
     eval_frames: int = 600  # fresh single-object frames for the zero-shot evaluation
     eval_every: int = 0  # also evaluate every N steps (0 = only at the end)

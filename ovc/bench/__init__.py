@@ -17,7 +17,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "weight_reg": ("ovc.bench.models:bench_weight_reg", "branch training step with vs without stochastic weight regularisation; ratio_vs_plain_step (goal <= 1.15)"),
     "synthworld": ("ovc.bench.synthworld:bench_synthworld", "render 2,000 clips (16 frames, 64x64); seconds_per_1000_clips"),
     "label_encoder": ("ovc.bench.label_encoder:bench_label_encoder", "embed 1,000 labels batched vs per-label loop (ViT-B-32 text, MiniLM, 2 threads); speedup_vs_loop (goal >= 10)"),
-    "classify_throughput": ("ovc.bench.infer:bench_classify_throughput", "classify 320 small clips end to end (decode threads ahead) vs encode-only on pre-decoded frames; ratio_vs_encode_only (goal >= 0.9)"),
+    "classify_throughput": ("ovc.bench.infer:bench_classify_throughput", "classify 160 small clips end to end (decode threads ahead) vs encode-only on pre-decoded frames; ratio_vs_encode_only (goal >= 0.9)"),
+    "feature_cache": ("ovc.bench.features:bench_feature_cache", "one training epoch from decoded frames vs from the cached CLIP trunk outputs; speedup (goal >= 3)"),
     "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels (score_ms_100k, goal <= 5) and load them from SQLite (load_s_100k, goal <= 1)"),
 }
 

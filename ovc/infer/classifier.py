@@ -1,0 +1,364 @@
+"""Classify your own videos against any registry vocabulary (paper §3, Fig. 2b; threshold §4.5).
+
+    from ovc import Classifier
+    clf = Classifier.from_registry(model_version="latest", vocab="train")
+    for r in clf.classify(["a.mp4", "b.mp4"], top_k=5):
+        print(r.video, r.error or [(x["label"], round(x["score"], 3)) for x in r.labels])
+
+The vocabulary's label embeddings are loaded ONCE as one (L, D) matrix
+(:func:`ovc.registry.store.load_embedding_matrix`); a video is then scored against every label with
+one matrix product, ``p = σ(⟨f_v, f_t(ℓ)⟩ / τ)`` with the version's ``loss.tau`` — the score the
+evaluator reports and the threshold was calibrated on. Labels with ``p >= threshold`` are returned,
+best first. ``threshold="calibrated"`` uses the registry's most specific threshold per label
+(label-in-vocabulary > label > vocabulary > the version's global calibrated one); a version without
+any threshold falls back to 0.5 (logged).
+
+Labels of the vocabulary that have no embedding for the model version yet (added before that version
+was published, or by a concurrent writer) are embedded and stored on load (``refresh=True``,
+incremental: only the missing ones are encoded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from ovc.infer.published import PublishedModel
+
+if TYPE_CHECKING:
+    import torch
+    from sqlalchemy import Engine
+
+    from ovc.config import Config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5  # used when a version has no stored threshold
+ThresholdArg = Union[str, float, None]
+
+
+@dataclass
+class Result:
+    """Classification of one input.
+
+    Attributes:
+        video: the input path as given.
+        labels: ``{"label", "score", "kind"}`` dicts with score >= threshold, best first (top_k caps).
+        error: why the file could not be read (then ``labels`` is empty), else None.
+    """
+
+    video: str
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def label_thresholds(
+    engine: Engine, model_version: str, vocab: str, labels: Sequence[str]
+) -> np.ndarray | None:
+    """Per-label calibrated thresholds, most specific scope first (one query); None if none stored.
+
+    Order of precedence per label: threshold of the label inside ``vocab`` > the label's threshold in
+    every vocabulary > ``vocab``'s threshold > the version's global threshold (paper §4.5).
+    """
+    from sqlalchemy import and_, or_, select
+    from sqlalchemy.orm import Session
+
+    from ovc.infer.published import get_model_version
+    from ovc.registry.models import Label, Threshold, Vocabulary
+
+    mv = get_model_version(engine, model_version)
+    with Session(engine) as s:
+        vid = s.scalar(select(Vocabulary.id).where(Vocabulary.name == vocab))
+        stmt = (
+            select(Threshold.scope, Threshold.vocabulary_id, Label.text, Threshold.value)
+            .outerjoin(Label, Label.id == Threshold.label_id)
+            .where(
+                Threshold.model_version_id == mv.id,
+                or_(
+                    Threshold.scope == "global",
+                    and_(Threshold.scope == "vocabulary", Threshold.vocabulary_id == vid),
+                    and_(Threshold.scope == "label", or_(Threshold.vocabulary_id.is_(None), Threshold.vocabulary_id == vid)),
+                ),
+            )
+        )
+        rows = s.execute(stmt).all()
+    global_thr = next((v for sc, _, _, v in rows if sc == "global"), None)
+    vocab_thr = next((v for sc, _, _, v in rows if sc == "vocabulary"), None)
+    base = vocab_thr if vocab_thr is not None else global_thr
+    any_label = {t: v for sc, vi, t, v in rows if sc == "label" and vi is None}
+    in_vocab = {t: v for sc, vi, t, v in rows if sc == "label" and vi is not None}
+    if base is None and not any_label and not in_vocab:
+        return None
+    out = np.full(len(labels), DEFAULT_THRESHOLD if base is None else base, dtype=np.float32)
+    if any_label or in_vocab:
+        for i, text in enumerate(labels):
+            if text in in_vocab:
+                out[i] = in_vocab[text]
+            elif text in any_label:
+                out[i] = any_label[text]
+    return out
+
+
+class Classifier:
+    """Scores videos against one vocabulary with a published model (see module doc).
+
+    Args:
+        model: the published model (video encoder, τ).
+        vocab: vocabulary name (for messages).
+        labels: the vocabulary's normalised label texts, row order of ``matrix``.
+        matrix: (L, D) float32 label embeddings f_t(ℓ).
+        kinds: per label ``entity`` | ``action`` | None.
+        thresholds: calibrated thresholds, per label (L,) or one float; None = 0.5.
+        batch_size: videos per encoder call.
+        decode_workers: threads decoding ahead of the encoder (0 = inline).
+    """
+
+    def __init__(
+        self,
+        model: PublishedModel,
+        vocab: str,
+        labels: Sequence[str],
+        matrix: np.ndarray,
+        kinds: Sequence[str | None] | None = None,
+        thresholds: np.ndarray | float | None = None,
+        *,
+        batch_size: int = 16,
+        decode_workers: int = 2,
+    ):
+        import torch
+
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != len(labels):
+            raise ValueError(f"matrix must be (len(labels)={len(labels)}, D), got {matrix.shape}")
+        if len(labels) and matrix.shape[1] != model.embed_dim:
+            raise ValueError(f"label embeddings have dim {matrix.shape[1]}, the model's videos {model.embed_dim}")
+        self.model = model
+        self.vocab = vocab
+        self.labels = list(labels)
+        self.kinds = list(kinds) if kinds is not None else [None] * len(self.labels)
+        # (L, D) on the model's device (CPU: shares memory with the loaded buffer)
+        self.label_matrix = torch.from_numpy(matrix).to(getattr(model, "device", "cpu"))
+        if thresholds is None:
+            thresholds = DEFAULT_THRESHOLD
+        self.calibrated = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (len(self.labels),))
+        self.batch_size = batch_size
+        self._logit_cache: dict[Any, torch.Tensor] = {}
+        self.decode_workers = decode_workers
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_registry(
+        cls,
+        model_version: str = "latest",
+        vocab: str = "train",
+        registry_url: str | None = None,
+        *,
+        cfg: Config | None = None,
+        engine: Engine | None = None,
+        model: PublishedModel | None = None,
+        device: str | None = None,
+        refresh: bool = True,
+        batch_size: int | None = None,
+        decode_workers: int | None = None,
+        artifacts_dir: str | os.PathLike | None = None,
+    ) -> Classifier:
+        """Load a published model version and one vocabulary's embeddings and thresholds.
+
+        Args:
+            model_version: ``"latest"`` or a version name (resolved once: model and embeddings agree).
+            vocab: registry vocabulary name.
+            registry_url: SQLAlchemy URL (default: ``cfg.registry.url`` / ``$OVC_REGISTRY_URL`` /
+                ``sqlite:///<data>/registry.db``).
+            cfg: config for the registry URL and the ``classify`` section (batch size, decode
+                workers, device); the model's own config comes from the registry.
+            engine: an open registry Engine (wins over the URL).
+            model: an already loaded model of that version (skips loading it again).
+            device: torch device; default ``cfg.classify.device`` ("auto").
+            refresh: embed the vocabulary's labels that lack an embedding for this version.
+            batch_size, decode_workers: override ``cfg.classify``.
+            artifacts_dir: where the version's artifacts are, if they moved.
+        """
+        from ovc.config import Config
+        from ovc.infer.published import build_published, get_model_version
+        from ovc.registry.db import open_registry
+
+        cfg = cfg or Config()
+        own = engine is None
+        engine = engine if engine is not None else open_registry(cfg, url=registry_url or "")
+        try:
+            info = get_model_version(engine, model_version)
+            if model is None:
+                model = build_published(info, device=device or cfg.classify.device, artifacts_dir=artifacts_dir)
+            labels, matrix, kinds = _load_vocabulary(engine, vocab, info.name, model, refresh, cfg)
+            thresholds = label_thresholds(engine, info.name, vocab, labels)
+        finally:
+            if own:
+                engine.dispose()
+        if thresholds is None:
+            log.warning("model version %s has no calibrated threshold; using %.2f", info.name, DEFAULT_THRESHOLD)
+        if not labels:
+            log.warning("vocabulary %r is empty: every video gets no label", vocab)
+        return cls(
+            model, vocab, labels, matrix, kinds, thresholds,
+            batch_size=batch_size or cfg.classify.batch_size,
+            decode_workers=cfg.classify.decode_workers if decode_workers is None else decode_workers,
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def logits(self, video_embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """s = ⟨f_v, f_t(ℓ)⟩ for every (video, label), on the matrix's device: (B, D) -> (B, L)."""
+        import torch
+
+        v = torch.as_tensor(video_embeddings, dtype=torch.float32).to(self.label_matrix.device)
+        if v.dim() == 1:
+            v = v.unsqueeze(0)  # (D,) -> (1, D)
+        return torch.mm(v, self.label_matrix.t())  # (B, D) @ (D, L) -> (B, L)
+
+    def scores(self, video_embeddings: np.ndarray | torch.Tensor) -> np.ndarray:
+        """p = σ(s/τ) for every (video, label): (B, D) -> (B, L) float32 (paper eq. 2)."""
+        return self.logits(video_embeddings).div_(self.model.tau).sigmoid_().cpu().numpy()
+
+    def _thresholds(self, threshold: ThresholdArg) -> np.ndarray | None:
+        """(L,) probability thresholds, or None for "no threshold"."""
+        if threshold is None:
+            return None
+        if isinstance(threshold, str):
+            if threshold == "calibrated":
+                return self.calibrated
+            try:
+                threshold = float(threshold)
+            except ValueError:
+                raise ValueError(f"threshold must be 'calibrated', a number or None, got {threshold!r}") from None
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be finite, got {threshold!r}")
+        return np.broadcast_to(np.float32(threshold), (len(self.labels),))
+
+    def _logit_thresholds(self, thr: np.ndarray) -> torch.Tensor:
+        """Probability thresholds mapped to s: p >= t  <=>  s >= τ·logit(t) (σ is monotone).
+
+        A small margin keeps every label that could pass in float32; the exact ``p >= t`` test runs
+        on those candidates only, so the full (B, L) score matrix never goes through σ.
+        """
+        import torch
+
+        key = id(thr) if thr is self.calibrated else float(thr[0]) if len(thr) else 0.0
+        cached = self._logit_cache.get(key)
+        if cached is None:
+            t = np.clip(thr.astype(np.float64), 1e-12, 1 - 1e-7)
+            s_thr = self.model.tau * (np.log(t) - np.log1p(-t)) - 1e-4
+            cached = torch.from_numpy(s_thr.astype(np.float32)).to(self.label_matrix.device)
+            if len(self._logit_cache) >= 8:
+                self._logit_cache.clear()
+            self._logit_cache[key] = cached
+        return cached
+
+    def select_batch(
+        self, logits: torch.Tensor, top_k: int | None = None, threshold: ThresholdArg = "calibrated"
+    ) -> list[list[dict[str, Any]]]:
+        """Labels per row of (B, L) logits with p = σ(s/τ) >= threshold, best first, at most ``top_k``."""
+        import torch
+
+        if top_k is not None and top_k < 0:
+            raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+        thr = self._thresholds(threshold)
+        n_rows, n_labels = logits.shape
+        if n_labels == 0 or top_k == 0:
+            return [[] for _ in range(n_rows)]
+        if thr is None:
+            k = n_labels if top_k is None else min(top_k, n_labels)
+            vals, cols = torch.topk(logits, k, dim=1)  # (B, k), sorted descending
+            probs = torch.sigmoid(vals / self.model.tau).cpu().numpy()
+            cols_np = cols.cpu().numpy()
+            return [self._rows(cols_np[b], probs[b]) for b in range(n_rows)]
+        rows, cols = (logits >= self._logit_thresholds(thr)).nonzero(as_tuple=True)  # candidates
+        probs = torch.sigmoid(logits[rows, cols] / self.model.tau).cpu().numpy()
+        rows_np, cols_np = rows.cpu().numpy(), cols.cpu().numpy()
+        keep = probs >= thr[cols_np]  # the exact test, as the evaluator's ``score >= threshold``
+        rows_np, cols_np, probs = rows_np[keep], cols_np[keep], probs[keep]
+        out: list[list[dict[str, Any]]] = []
+        for b in range(n_rows):
+            sel = rows_np == b
+            c, p = cols_np[sel], probs[sel]
+            order = np.argsort(-p, kind="stable")
+            if top_k is not None:
+                order = order[:top_k]
+            out.append(self._rows(c[order], p[order]))
+        return out
+
+    def _rows(self, cols: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
+        return [{"label": self.labels[c], "score": float(p), "kind": self.kinds[c]} for c, p in zip(cols.tolist(), probs.tolist())]
+
+    def classify_embeddings(
+        self, video_embeddings: np.ndarray | torch.Tensor, top_k: int | None = None, threshold: ThresholdArg = "calibrated"
+    ) -> list[list[dict[str, Any]]]:
+        """Labels per video embedding row: one (B, D) x (D, L) product, then :meth:`select_batch`."""
+        return self.select_batch(self.logits(video_embeddings), top_k, threshold)
+
+    # ------------------------------------------------------------------ videos
+    def classify(
+        self,
+        videos: Sequence[str | os.PathLike] | str | os.PathLike,
+        top_k: int | None = None,
+        threshold: ThresholdArg = "calibrated",
+        progress: bool | None = None,
+    ) -> list[Result]:
+        """Classify video files; one :class:`Result` per input, in input order.
+
+        Unreadable files get ``error`` set and no labels; the others are classified. Decoding runs
+        ``decode_workers`` threads ahead of the encoder.
+
+        Args:
+            videos: paths (or one path).
+            top_k: keep at most this many labels per video (None = all above the threshold).
+            threshold: ``"calibrated"`` (registry), a number in [0, 1], or None (no threshold: every
+                label, best first; use with top_k).
+            progress: tqdm bar on stderr; None = when more than one video and stderr is a terminal.
+        """
+        from tqdm.auto import tqdm
+
+        if isinstance(videos, (str, os.PathLike)):
+            videos = [videos]
+        paths = [os.fspath(v) for v in videos]
+        self._thresholds(threshold)  # validate before any decoding
+        results = [Result(video=p) for p in paths]
+        # None: tqdm decides (off when stderr is not a terminal); a single video never gets a bar
+        disable = (None if len(paths) > 1 else True) if progress is None else not progress
+        bar = tqdm(total=len(paths), desc="classify", unit="video", disable=disable, leave=False)
+        try:
+            for idx, emb, errors in self.model.iter_embeddings(paths, self.batch_size, self.decode_workers):
+                for i, msg in errors:
+                    results[i].error = msg
+                for i, labels in zip(idx, self.classify_embeddings(emb, top_k, threshold)):
+                    results[i].labels = labels
+                bar.update(len(idx) + len(errors))
+        finally:
+            bar.close()
+        return results
+
+
+def _load_vocabulary(
+    engine: Engine, vocab: str, model_version: str, model: PublishedModel, refresh: bool, cfg: Config
+) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """(labels, matrix, kinds) of a vocabulary; embeds labels missing for the version if ``refresh``."""
+    from ovc.registry.store import NotFoundError, add_labels, list_labels, load_embedding_matrix
+
+    try:
+        return load_embedding_matrix(engine, vocab, model_version)
+    except NotFoundError as e:
+        if not refresh or "no embedding" not in str(e):
+            raise
+    log.info("vocabulary %r: embedding labels that have no embedding for %s yet", vocab, model_version)
+    res = add_labels(
+        engine, vocab, list_labels(engine, vocab), model.encode_labels, model_version,
+        max_label_chars=cfg.registry.max_label_chars,
+    )
+    log.info("vocabulary %r: %d label(s) embedded for %s", vocab, res.encoded + res.reused, model_version)
+    return load_embedding_matrix(engine, vocab, model_version)

@@ -1,0 +1,420 @@
+"""``ovc vocab``, ``ovc registry`` and ``ovc classify``: the registry and inference from the shell.
+
+    ovc vocab add --vocab retail labels.txt "red car" running     # files (one label a line) or labels
+    ovc vocab ls [--vocab retail] [--json]
+    ovc vocab rm --vocab retail ["red car" ...]                   # no labels: remove the vocabulary
+    ovc registry ls [--json]                                       # versions, vocabularies, thresholds
+    ovc classify a.mp4 b.mp4 --vocab retail [--json] [--top-k 5] [--threshold 0.4|calibrated|none]
+
+Registry URL: ``--registry URL`` > ``registry.url`` (params / ``-S``) > ``$OVC_REGISTRY_URL`` >
+``sqlite:///<paths.data>/registry.db``. Label policy (normalisation, rejections): see
+:mod:`ovc.registry.store`. Bad labels and unreadable videos are reported one by one on stderr and the
+rest goes on.
+
+Exit codes: 0 = done (possibly with per-item issues reported); 1 = nothing could be done (every label
+rejected / every video unreadable); 2 = usage, config or registry error (unknown vocabulary, no
+published model, missing artifact).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ovc.config import Config
+    from ovc.registry.store import LabelSpec
+
+vocab_app = typer.Typer(no_args_is_help=True, help="Grow, list and shrink label vocabularies in the registry.")
+registry_app = typer.Typer(no_args_is_help=True, help="Inspect the registry (model versions, vocabularies, thresholds).")
+
+RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
+ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
+SetOpt = typer.Option(None, "--set", "-S", help="override a param: section.field=value (repeatable)")
+JsonOpt = typer.Option(False, "--json", help="machine-readable JSON on stdout")
+_LABEL_FILE_HINT = (".txt", ".tsv", ".csv", ".lst", ".labels")
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+def _err(msg: str, color: str | None = None) -> None:
+    typer.secho(msg, fg=color, err=True)
+
+
+def _fail(msg: str, code: int = 2) -> typer.Exit:
+    _err(f"error: {msg}", "red")
+    return typer.Exit(code)
+
+
+def _quiet_logging() -> None:
+    """Warnings and errors only (per-item problems are printed by the commands themselves)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _config(params: Optional[Path], overrides: Optional[list[str]]) -> Config:
+    from ovc.config import ConfigError, load_config
+
+    try:
+        return load_config(params, overrides)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+def _engine(cfg: Config, url: str) -> Engine:
+    from ovc.registry.db import open_registry
+
+    try:
+        return open_registry(cfg, url=url)
+    except Exception as e:  # noqa: BLE001 - bad URL, unreachable server, failed migration
+        raise _fail(f"cannot open the registry: {type(e).__name__}: {e}") from None
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """A rejected label, with where it came from (``labels.txt line 3`` / ``argument 2``)."""
+
+    source: str
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.label!r}: {self.reason}"
+
+
+def gather_labels(items: list[str], max_label_chars: int) -> tuple[list[LabelSpec], list[InputIssue], list[str]]:
+    """Labels from command-line items: an existing file is a label file, anything else one label.
+
+    Returns (valid labels, unique after normalisation across all items; rejected ones; notes).
+    """
+    from ovc.registry.store import read_label_file, validate_labels
+
+    specs: list[LabelSpec] = []
+    issues: list[InputIssue] = []
+    notes: list[str] = []
+    seen: dict[str, str] = {}
+
+    def take(source: str, found: list[LabelSpec]) -> None:
+        for spec in found:
+            if spec.text in seen:
+                issues.append(InputIssue(source, spec.text, f"duplicate of {seen[spec.text]} (after normalisation)"))
+            else:
+                seen[spec.text] = source
+                specs.append(spec)
+
+    for pos, item in enumerate(items, start=1):
+        path = Path(item)
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError):  # e.g. a label longer than the OS allows for a file name
+            is_file = False
+        if is_file:
+            try:
+                found, bad = read_label_file(path, max_label_chars)
+            except OSError as e:
+                issues.append(InputIssue(item, item, f"cannot read file ({e.strerror or e})"))
+                continue
+            issues.extend(InputIssue(f"{item} line {i.line}", i.label, i.reason) for i in bad)
+            take(item, found)  # duplicates inside the file are already issues with their line
+            continue
+        if item.lower().endswith(_LABEL_FILE_HINT) or "/" in item:
+            notes.append(f"note: {item!r} is not a file; added as a label")
+        found, bad = validate_labels([item], max_label_chars)
+        issues.extend(InputIssue(f"argument {pos}", i.label, i.reason) for i in bad)
+        take(f"argument {pos}", found)
+    return specs, issues, notes
+
+
+def _print_issues(issues: list[Any], what: str = "rejected") -> None:
+    for issue in issues:
+        _err(f"  {what}: {issue}", "yellow")
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc vocab ...
+# --------------------------------------------------------------------------------------------------
+@vocab_app.command("add")
+def vocab_add(
+    items: list[str] = typer.Argument(..., help="label files (one label a line, optional TAB kind) and/or labels"),
+    vocab: str = typer.Option(..., "--vocab", help="vocabulary name (created if new)"),
+    model_version: str = typer.Option("latest", "--model-version", help="version whose embeddings are computed"),
+    no_embed: bool = typer.Option(False, "--no-embed", help="register the labels without embedding them"),
+    as_json: bool = JsonOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Add labels to a vocabulary; only labels without an embedding for the version are encoded."""
+    from ovc.infer.published import PublishedModelError, build_published, get_model_version
+    from ovc.registry.store import RegistryError, add_labels, latest_model_version
+
+    _quiet_logging()
+    cfg = _config(params, set_)
+    specs, issues, notes = gather_labels(items, cfg.registry.max_label_chars)
+    for note in notes:
+        _err(note)
+    _print_issues(issues)
+    engine = _engine(cfg, registry)
+    try:
+        mv_name: str | None = None
+        if not no_embed:
+            if model_version == "latest" and latest_model_version(engine) is None:
+                _err("note: no model version is published yet; labels are registered without embeddings "
+                     "(`ovc stage publish` embeds them)")
+            else:
+                mv_name = get_model_version(engine, model_version).name
+        model_cache: dict[str, Any] = {}
+
+        def encode_fn(labels: list[str]):
+            if "model" not in model_cache:
+                _err(f"loading model version {mv_name} to embed {len(labels)} new label(s) ...")
+                model_cache["model"] = build_published(get_model_version(engine, mv_name), device=cfg.classify.device)
+            return model_cache["model"].encode_labels(labels, batch_size=cfg.publish.batch_size)
+
+        result = add_labels(engine, vocab, specs, encode_fn, mv_name, max_label_chars=cfg.registry.max_label_chars)
+    except (RegistryError, PublishedModelError) as e:
+        raise _fail(str(e)) from None
+    finally:
+        engine.dispose()
+    result.issues = []  # already reported with their source; the JSON carries the sourced ones
+    if as_json:
+        out = result.to_dict()
+        out["issues"] = [vars(i) for i in issues]
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(
+            f"vocabulary {vocab!r} (model version {result.model_version or '-'}): added {result.added}, "
+            f"already present {result.already_present}, encoded {result.encoded}, reused {result.reused}, "
+            f"rejected {len(issues)}"
+        )
+    if not specs and issues:
+        raise typer.Exit(1)
+
+
+@vocab_app.command("ls")
+def vocab_ls(
+    vocab: Optional[str] = typer.Option(None, "--vocab", help="list this vocabulary's labels"),
+    as_json: bool = JsonOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """List vocabularies (name, size) or one vocabulary's labels."""
+    from ovc.registry.store import RegistryError, list_labels, list_vocabularies
+
+    _quiet_logging()
+    cfg = _config(params, set_)
+    engine = _engine(cfg, registry)
+    try:
+        if vocab is None:
+            rows = [{"vocabulary": v.name, "labels": v.n_labels, "created_at": str(v.created_at)} for v in list_vocabularies(engine)]
+            if as_json:
+                typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            else:
+                width = max([len(r["vocabulary"]) for r in rows] + [10])
+                typer.echo(f"{'vocabulary':{width}s}  {'labels':>7s}")
+                for r in rows:
+                    typer.echo(f"{r['vocabulary']:{width}s}  {r['labels']:7d}")
+            return
+        labels = list_labels(engine, vocab)
+    except RegistryError as e:
+        raise _fail(str(e)) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"vocabulary": vocab, "labels": [{"label": s.text, "kind": s.kind} for s in labels]},
+                              ensure_ascii=False, indent=2))
+    else:
+        for s in labels:
+            typer.echo(f"{s.text}\t{s.kind or ''}".rstrip("\t"))
+        _err(f"{len(labels)} label(s) in {vocab!r}")
+
+
+@vocab_app.command("rm")
+def vocab_rm(
+    items: Optional[list[str]] = typer.Argument(None, help="labels or label files to remove; none = the whole vocabulary"),
+    vocab: str = typer.Option(..., "--vocab", help="vocabulary name"),
+    prune: bool = typer.Option(False, "--prune", help="also delete labels left in no vocabulary, with their embeddings"),
+    as_json: bool = JsonOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Remove labels from a vocabulary, or the vocabulary itself (embeddings stay cached unless --prune)."""
+    from ovc.registry.store import RegistryError, remove_labels, remove_vocabulary
+
+    _quiet_logging()
+    cfg = _config(params, set_)
+    specs, issues, notes = gather_labels(list(items or []), cfg.registry.max_label_chars)
+    for note in notes:
+        _err(note)
+    _print_issues(issues)
+    engine = _engine(cfg, registry)
+    try:
+        if not items:
+            out: dict[str, Any] = {"vocabulary": vocab, "removed_vocabulary": True, **remove_vocabulary(engine, vocab, prune_orphans=prune)}
+            msg = f"removed vocabulary {vocab!r} ({out['labels']} label(s); {out['pruned']} pruned)"
+        else:
+            out = {"vocabulary": vocab, **remove_labels(engine, vocab, specs, prune_orphans=prune)}
+            out["issues"] = [vars(i) for i in issues]
+            msg = f"vocabulary {vocab!r}: removed {out['removed']}, not present {out['not_present']}, pruned {out['pruned']}, rejected {len(issues)}"
+    except RegistryError as e:
+        raise _fail(str(e)) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(out, ensure_ascii=False, indent=2) if as_json else msg)
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc registry ls
+# --------------------------------------------------------------------------------------------------
+def registry_overview(engine: Engine) -> dict[str, Any]:
+    """Model versions (with embedding counts and thresholds), vocabularies and table counts."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from ovc.registry.models import Label, LabelEmbedding, Threshold, Vocabulary
+    from ovc.registry.store import counts, list_model_versions, list_vocabularies
+
+    with Session(engine) as s:
+        n_emb = dict(s.execute(select(LabelEmbedding.model_version_id, func.count()).group_by(LabelEmbedding.model_version_id)).all())
+        thr_rows = s.execute(
+            select(Threshold.model_version_id, Threshold.scope, Vocabulary.name, Label.text, Threshold.value)
+            .outerjoin(Vocabulary, Vocabulary.id == Threshold.vocabulary_id)
+            .outerjoin(Label, Label.id == Threshold.label_id)
+            .order_by(Threshold.model_version_id, Threshold.id)
+        ).all()
+    thresholds: dict[int, list[dict[str, Any]]] = {}
+    for mv_id, scope, vname, text, value in thr_rows:
+        thresholds.setdefault(mv_id, []).append({"scope": scope, "vocabulary": vname, "label": text, "value": value})
+    versions = []
+    for mv in list_model_versions(engine):
+        params = mv.params or {}
+        versions.append({
+            "name": mv.name,
+            "created_at": str(mv.created_at),
+            "method": params.get("method"),
+            "checkpoint_digest": mv.checkpoint_digest,
+            "encoder_digest": mv.encoder_digest,
+            "embed_dim": mv.embed_dim,
+            "dvc_rev": mv.dvc_rev,
+            "label_embeddings": int(n_emb.get(mv.id, 0)),
+            "global_threshold": next((t["value"] for t in thresholds.get(mv.id, []) if t["scope"] == "global"), None),
+            "thresholds": thresholds.get(mv.id, []),
+        })
+    return {
+        "url": engine.url.render_as_string(hide_password=True),
+        "model_versions": versions,
+        "vocabularies": [{"name": v.name, "labels": v.n_labels} for v in list_vocabularies(engine)],
+        "counts": counts(engine),
+    }
+
+
+@registry_app.command("ls")
+def registry_ls(
+    as_json: bool = JsonOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Model versions (digests, embeddings, thresholds), vocabularies and their sizes."""
+    _quiet_logging()
+    cfg = _config(params, set_)
+    engine = _engine(cfg, registry)
+    try:
+        info = registry_overview(engine)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(info, ensure_ascii=False, indent=2, default=str))
+        return
+    typer.echo(f"registry: {info['url']}")
+    typer.echo(f"\nmodel versions ({len(info['model_versions'])}):")
+    typer.echo(f"  {'name':10s} {'method':10s} {'checkpoint':12s} {'encoder':12s} {'dim':>5s} {'embeddings':>10s} {'threshold':>9s}  created")
+    for v in info["model_versions"]:
+        thr = "-" if v["global_threshold"] is None else f"{v['global_threshold']:.4f}"
+        typer.echo(
+            f"  {v['name']:10s} {str(v['method'] or '-'):10s} {v['checkpoint_digest'][:12]:12s} {v['encoder_digest'][:12]:12s} "
+            f"{v['embed_dim']:5d} {v['label_embeddings']:10d} {thr:>9s}  {v['created_at']}"
+        )
+        for t in v["thresholds"]:
+            if t["scope"] != "global":
+                where = " / ".join(x for x in (t["vocabulary"], t["label"]) if x)
+                typer.echo(f"      threshold {t['scope']} {where}: {t['value']:.4f}")
+    typer.echo(f"\nvocabularies ({len(info['vocabularies'])}):")
+    for v in info["vocabularies"]:
+        typer.echo(f"  {v['name']:30s} {v['labels']:8d} labels")
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc classify
+# --------------------------------------------------------------------------------------------------
+def _parse_threshold(value: str) -> Any:
+    v = value.strip().lower()
+    if v == "calibrated":
+        return "calibrated"
+    if v in ("none", "off"):
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        raise _fail(f"--threshold must be 'calibrated', 'none' or a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise _fail(f"--threshold {x} is outside [0, 1] (scores are σ(s/τ) probabilities)")
+    return x
+
+
+def classify_cmd(
+    videos: list[str] = typer.Argument(..., help="video files"),
+    vocab: str = typer.Option(..., "--vocab", help="registry vocabulary to classify against"),
+    as_json: bool = typer.Option(False, "--json", help="a JSON list, one {video, labels, error} per input"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=0, help="at most K labels per video"),
+    threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none'"),
+    model_version: str = typer.Option("latest", "--model-version", help="model version name or 'latest'"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when a terminal)"),
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Classify videos; unreadable files are reported and skipped (exit 1 only if none could be read)."""
+    from ovc.infer.classifier import Classifier
+    from ovc.infer.published import PublishedModelError
+    from ovc.registry.store import RegistryError
+
+    _quiet_logging()
+    thr = _parse_threshold(threshold)
+    cfg = _config(params, set_)
+    engine = _engine(cfg, registry)
+    try:
+        clf = Classifier.from_registry(model_version, vocab, cfg=cfg, engine=engine)
+    except (RegistryError, PublishedModelError) as e:
+        raise _fail(str(e)) from None
+    finally:
+        engine.dispose()
+    results = clf.classify(videos, top_k=top_k, threshold=thr, progress=progress)
+    bad = [r for r in results if r.error]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
+    else:
+        for r in results:
+            typer.echo(r.video)
+            if r.error:
+                typer.echo(f"    error: {r.error}")
+            elif not r.labels:
+                typer.echo("    (no label above the threshold)")
+            for x in r.labels:
+                typer.echo(f"    {x['score']:.3f}  {x['label']}" + (f"  ({x['kind']})" if x["kind"] else ""))
+    for r in bad:
+        _err(f"  unreadable: {r.error}", "yellow")
+    _err(f"classified {len(results) - len(bad)} of {len(results)} video(s) against {vocab!r} "
+         f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
+    if len(bad) == len(results):
+        raise typer.Exit(1)
