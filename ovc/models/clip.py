@@ -46,6 +46,20 @@ OVC_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
         "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 192, "layers": 6, "head_width": 64, "mlp_ratio": 4.0},
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
     },
+    # Bootstrapped by `bootstrap_clip` (the offline default; a ViT, since the temporal branch reads
+    # per-layer patch tokens):
+    # 4 layers, width 128, patch 8: ~60 GFLOP per batch-128 step (ovc-vit-tiny: ~150).
+    "ovc-vit-mini": {
+        "embed_dim": 128,
+        "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 64, "mlp_ratio": 4.0},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
+    },
+    # patch 4 (256 patches), narrow: ~60 GFLOP per batch-128 step.
+    "ovc-vit-mini-p4": {
+        "embed_dim": 128,
+        "vision_cfg": {"image_size": 64, "patch_size": 4, "width": 64, "layers": 4, "head_width": 32, "mlp_ratio": 4.0},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
+    },
 }
 
 

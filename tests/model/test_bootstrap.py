@@ -1,0 +1,128 @@
+"""ovc.train.bootstrap: captioned frames, the bootstrap_clip stage (quick profile), zero-shot evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from ovc.config import ClipConfig, load_config
+from ovc.data.synthworld import MOTION_WORDS, WORLD
+from ovc.models.clip import create_clip
+from ovc.pipeline import STAGES
+from ovc.train.bootstrap import (
+    METRICS_FILENAME,
+    QUICK_OVERRIDES,
+    _attribute_groups,
+    _lr_lambda,
+    _sample_batch,
+    bootstrap_clip,
+    to_model_input,
+    train_clip,
+    zero_shot_accuracy,
+)
+from ovc.train.bootstrap_data import CHUNK, render_frames, render_pool
+
+
+def test_stage_registered_after_clean():
+    names = list(STAGES)
+    assert names.index("bootstrap_clip") == names.index("clean") + 1
+
+
+def test_frames_deterministic_static_captions_every_entity_word():
+    images, captions, attrs = render_pool(CHUNK + 40, seed=3, max_objects=2)
+    again, captions2, _ = render_pool(CHUNK + 40, seed=3, max_objects=2)
+    assert images.shape == (CHUNK + 40, 64, 64, 3) and images.dtype == np.uint8
+    assert np.array_equal(images, again) and captions == captions2
+    other, _, _ = render_frames(8, seed=4)
+    assert not np.array_equal(other, images[:8])
+    words = set(re.findall(r"[a-z]+", " ".join(captions)))
+    assert not words & MOTION_WORDS  # static captions only
+    for entity in WORLD.entity_words():  # held-out entities included (DESIGN.md)
+        assert set(entity.split()) <= words, entity
+    assert not {"crimson", "disc", "seaside"} & words  # synonyms are the LLM's, never CLIP's
+    # partial captions exist so literal prompts ("a red object", "a star", "a beach") work
+    assert any(re.fullmatch(r"(a picture of )?an? [a-z]+ (object|shape)", c) for c in captions)
+    assert all(1 <= len(a["objects"]) <= 2 and a["scene"] in WORLD.scenes for a in attrs)
+
+
+def test_render_pool_same_for_any_worker_count():
+    serial = render_pool(CHUNK + 8, seed=0, workers=1)
+    parallel = render_pool(CHUNK + 8, seed=0, workers=2)
+    assert np.array_equal(serial[0], parallel[0]) and serial[1] == parallel[1]
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = _lr_lambda(warmup=10, steps=110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-9)
+    assert all(f(s) >= f(s + 1) for s in range(10, 110))
+
+
+def test_grouped_batches_share_a_scene_or_colour():
+    _, _, attrs = render_frames(300, seed=2)
+    groups = _attribute_groups(attrs, min_size=16)
+    assert groups and all(len(g) >= 16 for g in groups)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        idx = _sample_batch(len(attrs), 16, groups, 1.0, gen).tolist()
+        assert len(set(idx)) == 16  # without replacement inside a group
+        scenes = {attrs[i]["scene"] for i in idx}
+        shared_colours = set.intersection(*({c for c, _ in attrs[i]["objects"]} for i in idx))
+        assert len(scenes) == 1 or shared_colours
+    uniform = _sample_batch(len(attrs), 16, groups, 0.0, gen)
+    assert uniform.shape == (16,) and int(uniform.max()) < len(attrs)
+
+
+def test_zero_shot_accuracy_structure():
+    torch.manual_seed(0)
+    clip = create_clip(ClipConfig(model="ovc-vit-tiny"))
+    images, _, attrs = render_frames(24, seed=1, max_objects=2)
+    zs = zero_shot_accuracy(clip, images, attrs)
+    assert set(zs) == {"colour", "shape", "scene", "object"}
+    assert zs["scene"]["n"] == 24
+    n_single = sum(len(a["objects"]) == 1 for a in attrs)
+    assert zs["colour"]["n"] == zs["shape"]["n"] == n_single
+    assert zs["colour"]["chance"] == pytest.approx(1 / len(WORLD.colours), abs=1e-4)
+    assert zs["object"]["chance"] == pytest.approx(1 / (len(WORLD.colours) * len(WORLD.shapes)), abs=1e-4)
+    assert set(zs["shape"]["per_class"]) == set(WORLD.shapes)
+    assert 0.0 <= zs["scene"]["top1"] <= 1.0
+
+
+def test_rejects_inconsistent_config():
+    cfg = load_config(None, ["bootstrap.n_frames=16", "bootstrap.batch_size=32"])
+    with pytest.raises(ValueError, match="n_frames"):
+        train_clip(cfg.bootstrap, cfg.clip, progress=False)
+
+
+@pytest.mark.slow
+def test_bootstrap_stage_quick_profile(tmp_path):
+    """Full stage at the quick profile: local-dir round trip, loss goes down, metrics, determinism."""
+    cfg = load_config(None, [f"paths.data={tmp_path}", *QUICK_OVERRIDES])
+    summary = bootstrap_clip(cfg)
+    out = tmp_path / "models" / "bootstrap_clip"
+    assert summary["out_dir"] == str(out)
+    assert summary["loss_last"] < summary["loss_first"]
+
+    metrics = json.loads((out / METRICS_FILENAME).read_text())
+    for task in ("colour", "shape", "scene", "object"):
+        assert {"top1", "chance", "n", "per_class"} <= set(metrics["zero_shot"][task])
+    assert metrics["params"]["steps"] == cfg.bootstrap.steps
+    assert math.isfinite(metrics["loss_last"]) and metrics["wall_s"] > 0
+
+    loaded = create_clip(ClipConfig(model=cfg.clip.model, pretrained=f"local-dir:{out}"))
+    images, _, _ = render_frames(4, seed=9)
+    prompts = ["a red star on a beach", "a city", "a blue object"]
+    with torch.no_grad():
+        img = loaded.encode_image(to_model_input(images, loaded), normalize=True)
+        txt = loaded.encode_text(loaded.tokenize(prompts))
+    # same seed -> same weights: a second in-memory run embeds exactly as the saved model
+    clip, _ = train_clip(cfg.bootstrap, cfg.clip, progress=False)
+    with torch.no_grad():
+        assert torch.equal(clip.encode_image(to_model_input(images, clip), normalize=True), img)
+        assert torch.equal(clip.encode_text(clip.tokenize(prompts)), txt)
+    assert not any(p.name.startswith(".bootstrap_clip") for p in out.parent.iterdir())  # no temp dirs left
