@@ -11,9 +11,7 @@ on read and before write, so the schemas and callers only ever see ``list[str]``
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ovc.fileio import atomic_write_bytes, atomic_write_json
 from ovc.data.schemas import (
     MANIFEST_SCHEMA,
     RAW_MANIFEST_SCHEMA,
@@ -58,27 +57,6 @@ _VOCAB_TYPES = {"label": pa.string(), "vertical": pa.string(), "kind": pa.string
 # --------------------------------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace`` (readers
-    never see a half-written file; a crash leaves the old file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomic, deterministic JSON (sorted keys, 2-space indent, UTF-8, trailing newline)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _write_table(df: pd.DataFrame, path: str | os.PathLike, types: dict[str, pa.DataType]) -> None:
     """DataFrame -> parquet with the agreed Arrow types, no index, written atomically."""
     fields = []

@@ -22,6 +22,8 @@ import numpy as np
 
 from ovc.evaluate.metrics import check_inputs, f1_curve, pr_curve
 
+from ovc.fileio import atomic_write_bytes  # noqa: E402  (re-exported)
+
 __all__ = [
     "atomic_write_bytes",
     "downsample_indices",
@@ -31,20 +33,6 @@ __all__ = [
     "plot_f1_vs_threshold",
     "plot_pr_curves",
 ]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def downsample_indices(n: int, max_points: int = 500) -> np.ndarray:
