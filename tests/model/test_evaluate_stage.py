@@ -1,0 +1,77 @@
+"""The evaluate stage: every method x split, metrics.json shape, raw scores anyone can re-score, tables, plots."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ovc.config import load_config
+from ovc.evaluate.metrics import compute_metrics, f1_at_threshold
+from ovc.evaluate.report import load_metrics_json, load_scores
+from ovc.pipeline import run_stage
+from tests.helpers import REPO_ROOT, tiny_overrides
+
+METHODS = ["ours", "clip_classname", "clip_fixed_attributes", "coop"]
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
+    cfg = load_config(
+        REPO_ROOT / "params.yaml",
+        tiny_overrides(
+            tiny_project,
+            "train.epochs=1",
+            "train.max_steps_per_epoch=1",
+            "train.methods=[ours,coop]",
+            f"evaluate.methods=[{','.join(METHODS)}]",
+        ),
+    )
+    run_stage("train", cfg)
+    summary = run_stage("evaluate", cfg)
+    out = tiny_project / "eval"
+    splits = ["val", "open_actions", "open_entities", "open_rare", "open_synonyms"]
+    assert sorted(summary["splits"]) == sorted(splits)
+    assert summary["methods"] == METHODS
+
+    metrics = load_metrics_json(out / "metrics.json")  # validates the shape
+    thr = metrics["calibrated_threshold"]
+    assert thr is not None and 0.0 <= thr <= 1.0
+    for split in splits:
+        assert set(metrics[split]) == set(METHODS)
+        for method in METHODS:
+            entry = metrics[split][method]
+            for key in ("aupr_macro", "aupr_micro", "peak_f1_micro", "peak_f1_macro", "f1_at_calibrated"):
+                assert key in entry
+            # the raw scores reproduce every stored number
+            f = load_scores(out / split / f"{method}.npz")
+            assert f.scores.shape == f.targets.shape and f.scores.shape[1] == len(f.labels)
+            assert set(np.unique(f.targets)) <= {0, 1}
+            again = compute_metrics(f.scores, f.targets, f.labels)
+            for key in ("aupr_macro", "aupr_micro", "peak_f1_micro", "peak_f1_macro"):
+                stored = entry[key]
+                assert (stored is None and np.isnan(again[key])) or stored == pytest.approx(again[key], abs=1e-9)
+            assert entry["f1_at_calibrated"] == pytest.approx(
+                f1_at_threshold(f.scores, f.targets, entry["calibrated_threshold"], average="micro"), abs=1e-9
+            )
+            # the calibrated threshold can never beat the oracle peak of the same split
+            assert entry["f1_at_calibrated"] <= entry["peak_f1_micro"] + 1e-9
+    # the split's vocabulary is the one it is evaluated on
+    vocab = load_scores(out / "open_actions" / "ours.npz").labels
+    assert "rotating" in vocab and "blinking" in vocab
+
+    md = (out / "results.md").read_text()
+    assert "CLIP with Class name Prompt" in md and "Ours: + Temporal Modeling" in md
+    assert (out / "results_aupr_macro.csv").exists()
+    plots = out / "plots"
+    assert (plots / "f1_vs_threshold_ours.png").stat().st_size > 0
+    assert (plots / "pr_curves_ours.png").stat().st_size > 0
+    assert (plots / "f1_threshold_val_ours.csv").read_text().startswith("threshold,f1")
+    assert json.loads((out / "summary.json").read_text())["calibrated_thresholds"]["ours"] == thr
+
+
+def test_evaluate_needs_trained_weights(tiny_project):
+    cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, "evaluate.methods=[ours]"))
+    with pytest.raises(FileNotFoundError, match="run `ovc stage train` first"):
+        run_stage("evaluate", cfg)
