@@ -357,7 +357,7 @@ def train_method(cfg: Config, method: str, stop_after_epochs: int | None = None)
     if out.exists() and (ckpt is None or checkpoint_state(ckpt).get("fingerprint") != fingerprint):
         log.info("%s: %s holds no checkpoint of these params/data; starting afresh", method, out)
         shutil.rmtree(out)  # another configuration's run (or debris): never resume it
-    payload = {"cfg": asdict(cfg), "method": method, "stop_after_epochs": stop_after_epochs, "fingerprint": fingerprint}
+    payload = {"cfg": asdict(_absolute_paths(cfg)), "method": method, "stop_after_epochs": stop_after_epochs, "fingerprint": fingerprint}
     if cfg.train.num_workers <= 0:
         result = train_worker(payload)
     else:
@@ -365,6 +365,23 @@ def train_method(cfg: Config, method: str, stop_after_epochs: int | None = None)
     history_path = run_dir(cfg, method) / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else result.get("history", [])
     return {"method": method, "history": history, "run_dir": str(run_dir(cfg, method))}
+
+
+def _absolute_paths(cfg: Config) -> Config:
+    """The config with its data root and a relative CLIP weights path made absolute: Ray workers run
+    in their own working directories, where relative paths would point nowhere."""
+    import dataclasses
+
+    pretrained = cfg.clip.pretrained
+    prefix = "local-dir:" if pretrained.startswith("local-dir:") else ""
+    local = pretrained[len(prefix):]
+    if local and not os.path.isabs(local) and os.path.exists(local):
+        pretrained = prefix + str(Path(local).resolve())
+    return dataclasses.replace(
+        cfg,
+        paths=dataclasses.replace(cfg.paths, data=str(Path(cfg.paths.data).resolve())),
+        clip=dataclasses.replace(cfg.clip, pretrained=pretrained),
+    )
 
 
 def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> dict[str, Any]:

@@ -164,3 +164,16 @@ def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     # and the whole loop runs from the cache
     result = train_method(_cfg(tiny_project, "features.enabled=true", "features.dtype=float32", "train.epochs=1", "train.max_steps_per_epoch=2"), "ours")
     assert result["history"][0]["pairs"] > 0
+
+
+def test_ray_payload_paths_are_absolute(tmp_path, monkeypatch):
+    """Ray workers run in their own working directories: the data root and relative weights must be absolute."""
+    from ovc.train.loop import _absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    cfg = load_config(REPO_ROOT / "params.yaml", ["paths.data=data", "clip.pretrained=local-dir:weights"])
+    abs_cfg = _absolute_paths(cfg)
+    assert abs_cfg.paths.data == str(tmp_path / "data")
+    assert abs_cfg.clip.pretrained == f"local-dir:{tmp_path / 'weights'}"
+    assert _absolute_paths(load_config(REPO_ROOT / "params.yaml", ["clip.pretrained=openai"])).clip.pretrained == "openai"
