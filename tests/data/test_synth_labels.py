@@ -192,14 +192,14 @@ def test_clip_tagger_with_bootstrapped_clip(tmp_path):
     from ovc.models.pretrained import bootstrap_dir
 
     cfg = _world(tmp_path, threshold=0.0, top_k=2)
-    save_clip_local_dir(build_clip("ovc-vit-tiny"), "ovc-vit-tiny", bootstrap_dir(cfg))
+    save_clip_local_dir(build_clip(cfg.clip.model), cfg.clip.model, bootstrap_dir(cfg))
     assert list(STAGES).index("synth_labels") == list(STAGES).index("bootstrap_clip") + 1
     summary = run_stage("synth_labels", cfg)
     labels = read_synth_labels(tmp_path / "data" / "synth_labels" / "labels.parquet")
     assert summary["videos"] == 3 and summary["labels"] == 6 and summary["failed"] == 0
     assert labels.groupby("video_id").size().to_dict() == {"v0": 2, "v1": 2, "v2": 2}
     assert set(labels["label"]) <= set(VOCAB) and labels["in_vocabulary"].all()
-    assert set(labels["provider"]) == {"clip-tagger"} and labels["model"].str.startswith("ovc-vit-tiny:local-dir:").all()
+    assert set(labels["provider"]) == {"clip-tagger"} and labels["model"].str.startswith(f"{cfg.clip.model}:local-dir:").all()
     assert ((labels["score"] > 0) & (labels["score"] <= 1)).all()
     # a threshold no label reaches keeps nothing (the video is still processed, not failed)
     cfg_strict = dataclasses.replace(cfg, synth_labels=dataclasses.replace(cfg.synth_labels, threshold=0.999))

@@ -74,9 +74,10 @@ def test_prompt_transformer_maps_attributes_to_clip_token_space():
 def test_default_minilm_encoder(clip):
     """The offline default: packaged MiniLM (masked-encoder) with the config's N, K, L."""
     torch.manual_seed(0)
-    enc = create_label_encoder(Config(), clip)
+    cfg = Config()
+    enc = create_label_encoder(cfg, clip)
     f = enc(["dog", "guitar"])
-    assert f.shape == (2, clip.embed_dim) and enc.n_features == 8
+    assert f.shape == (2, clip.embed_dim) and enc.n_features == cfg.llm.n_prefixes * cfg.llm.k_attributes
     torch.testing.assert_close(f.norm(dim=-1), torch.ones(2))
     f.sum().backward()
     assert enc.llm.prefixes.grad.abs().sum() > 0
