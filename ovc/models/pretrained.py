@@ -35,3 +35,22 @@ def resolve_clip_config(cfg: Config) -> ClipConfig:
             f"hub tag, a weights file or local-dir:/path"
         )
     return dataclasses.replace(cfg.clip, pretrained=f"local-dir:{d}")
+
+
+def training_inputs_digest(cfg: Config) -> bytes:
+    """sha256 over the bytes of the clean manifest and the resolved CLIP weights: what cached features
+    and training checkpoints are made from (part of their fingerprints)."""
+    import hashlib
+
+    files = [Path(cfg.paths.data) / "clean" / "manifest.parquet"]
+    pretrained = resolve_clip_config(cfg).pretrained
+    if pretrained.startswith("local-dir:"):
+        files += sorted(p for p in Path(pretrained[len("local-dir:"):]).glob("*") if p.is_file())
+    elif pretrained and Path(pretrained).is_file():
+        files.append(Path(pretrained))
+    h = hashlib.sha256()
+    for f in files:
+        if f.exists():
+            h.update(f.name.encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.digest()

@@ -42,7 +42,7 @@ def features_dir(cfg: Config) -> Path:
 
 def cache_fingerprint(cfg: Config) -> str:
     """Digest of what the cached tensors depend on: CLIP weights, frame sampling, T, the manifest."""
-    from ovc.models.pretrained import resolve_clip_config
+    from ovc.models.pretrained import resolve_clip_config, training_inputs_digest
 
     h = hashlib.sha256()
     h.update(json.dumps({
@@ -52,13 +52,7 @@ def cache_fingerprint(cfg: Config) -> str:
         "sampling": cfg.reader.eval_sampling,
         "temporal_layers": cfg.video_encoder.temporal_layers,
     }, sort_keys=True).encode())
-    pretrained = resolve_clip_config(cfg).pretrained
-    files = [Path(cfg.paths.data) / "clean" / "manifest.parquet"]
-    if pretrained.startswith("local-dir:"):
-        files += sorted(p for p in Path(pretrained[len("local-dir:"):]).glob("*") if p.is_file())
-    for f in files:
-        if f.exists():
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+    h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]
 
 

@@ -57,7 +57,7 @@ def run_fingerprint(cfg: Config, method: str) -> str:
     when its fingerprint matches, so `dvc exp run -S train.lr=...` never resumes a stale run."""
     import hashlib
 
-    from ovc.models.pretrained import resolve_clip_config
+    from ovc.models.pretrained import training_inputs_digest
 
     d = asdict(cfg)
     parts: dict[str, Any] = {"method": method}
@@ -65,16 +65,7 @@ def run_fingerprint(cfg: Config, method: str) -> str:
         if section in d:
             parts[section] = {k: v for k, v in d[section].items() if k not in _NOT_IN_FINGERPRINT.get(section, ())}
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    files = [Path(cfg.paths.data) / "clean" / "manifest.parquet"]
-    pretrained = resolve_clip_config(cfg).pretrained
-    if pretrained.startswith("local-dir:"):
-        files += sorted(p for p in Path(pretrained[len("local-dir:") :]).glob("*") if p.is_file())
-    elif pretrained and Path(pretrained).is_file():
-        files.append(Path(pretrained))
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+    h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]
 
 
