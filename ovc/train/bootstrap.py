@@ -20,6 +20,22 @@ clamped to ``ln(100)`` as in CLIP. Shape is the hard attribute (DESIGN.md): in a
 colour and scene already tell the captions apart, so optionally a share of the batches (``grouped_batches``; 0 by default: no gain measured yet)
 is drawn from frames sharing a scene or a colour, where mostly shape separates the captions. Zero-shot accuracy on fresh single-object frames (literal
 prompts "a red object", "a star", "a beach") is written next to the weights (``zero_shot.json``).
+
+Shape is still at chance with this recipe (measured on 2 cores; next steps belong here):
+- the image tower can learn shape, slowly: the same ViT trained *supervised* on shape alone reaches
+  44% (ovc-vit-mini, 200 steps x 128 frames) and 63% (a 32x32 / patch-4 / width-64 ViT, 600 steps,
+  0.32 s/step); patch 4, 2-D sin-cos positions, average pooling, bigger objects (radius x1.4),
+  batch 64 or lr 3e-4..3e-3 all gave the same accuracy per frame seen;
+- contrastively, 300-800 steps leave shape at 15-21% (linear probe on the image features: 22%),
+  also with grouped batches (same scene+colour, or single-object frames of one colour whose
+  caption names the shape) and with a larger token-embedding init: colour and scene solve the
+  InfoNCE objective first and the shape words' text embeddings and the image features have to
+  separate together (a saddle the supervised head, fixed per class, does not have). Measured on
+  the default bootstrapped CLIP: captions differing only in the shape word have text cosine
+  0.997-1.000 (only in the colour word: 0.37-0.69) — the text tower has collapsed the shape
+  words, so even batches whose captions are only "a star" / "a circle" (tried at 50% of the
+  steps) give the image tower no gradient towards shape. Candidates: text features centred per
+  batch during bootstrap, or the shape words' token embeddings initialised apart.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ _NOT_IN_FINGERPRINT = {"train": ("methods", "progress", "threads_per_worker", "u
 
 def run_fingerprint(cfg: Config, method: str) -> str:
     """Digest of everything a training run's result depends on: the method, the model/loss/train
-    params and the bytes of the clean training manifest and CLIP weights. A checkpoint is resumed only
+    params, whether (and in which dtype) it trains from the feature cache, and the bytes of the clean training manifest and CLIP weights. A checkpoint is resumed only
     when its fingerprint matches, so `dvc exp run -S train.lr=...` never resumes a stale run."""
     import hashlib
 
@@ -64,6 +64,9 @@ def run_fingerprint(cfg: Config, method: str) -> str:
     for section in ("train", "loss", "llm", "label_encoder", "video_encoder", "baselines", "reader", "clip", "synth_labels"):
         if section in d:
             parts[section] = {k: v for k, v in d[section].items() if k not in _NOT_IN_FINGERPRINT.get(section, ())}
+    # training from the feature cache sees fixed uniform frames stored in features.dtype, not the
+    # decoded frames: a run started one way must never resume the other way
+    parts["features"] = {"enabled": cfg.features.enabled, "dtype": cfg.features.dtype if cfg.features.enabled else None}
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]

@@ -14,7 +14,7 @@ import torch
 
 from ovc.config import load_config
 from ovc.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
-from ovc.train.loop import run_dir, train_method
+from ovc.train.loop import run_dir, run_fingerprint, train_method
 from tests.helpers import REPO_ROOT, tiny_overrides
 
 
@@ -72,6 +72,18 @@ def test_rerun_after_completion_is_a_noop(tiny_project):
     again = train_method(cfg, "coop")
     assert len(again["history"]) == 1
     assert (run_dir(cfg, "coop") / "final.safetensors").read_bytes() == before
+
+
+def test_fingerprint_tells_cache_runs_from_frame_runs(tiny_project):
+    """A run started from decoded frames must never resume from the feature cache (or vice versa)."""
+    frames = run_fingerprint(_cfg(tiny_project), "ours")
+    cached = run_fingerprint(_cfg(tiny_project, "features.enabled=true", "features.dtype=float16"), "ours")
+    cached32 = run_fingerprint(_cfg(tiny_project, "features.enabled=true", "features.dtype=float32"), "ours")
+    assert len({frames, cached, cached32}) == 3
+    # knobs that do not change what is computed keep the fingerprint
+    assert run_fingerprint(_cfg(tiny_project, "features.dtype=float32"), "ours") == frames
+    assert run_fingerprint(_cfg(tiny_project, "train.progress=false", "features.batch_size=3"), "ours") == frames
+    assert run_fingerprint(_cfg(tiny_project, "train.lr=0.01"), "ours") != frames
 
 
 def test_frozen_method_cannot_be_trained(tiny_project):
