@@ -207,9 +207,8 @@ def read_frames(
     if image_size is not None:
         w, h = _resize_dims(info.width, info.height, image_size)
         size = {"width": w, "height": h}
-    try:
-        vr = VideoReader(str(path), ctx=cpu(0), num_threads=num_threads, **size)
-        n = len(vr)
+
+    def pick(n: int) -> np.ndarray:
         if n == 0:
             raise EmptyVideoError(path, "video stream has no frames")
         if 0 < n < info.frames:  # decord silently stops at a cut; the container index knows better
@@ -217,20 +216,45 @@ def read_frames(
         if indices is None:
             if n < num_frames:
                 log.warning("%s: only %d frames < num_frames=%d; sampling with repetition", path, n, num_frames)
-            idx = sample_indices(n, num_frames, sampling, rng)
-        else:
-            idx = np.clip(np.asarray(indices, dtype=np.int64), 0, n - 1)
-        frames = vr.get_batch(idx.tolist()).asnumpy()  # (F, h, w, 3) uint8
+            return sample_indices(n, num_frames, sampling, rng)
+        return np.clip(np.asarray(indices, dtype=np.int64), 0, n - 1)
+
+    try:
+        vr = VideoReader(str(path), ctx=cpu(0), num_threads=num_threads, **size)
+        frames = vr.get_batch(pick(len(vr)).tolist()).asnumpy()  # (F, h, w, 3) uint8
         del vr
     except VideoReadError:
         raise
     except Exception as e:  # decord raises RuntimeError / DECORDError on undecodable data
-        raise CorruptVideoError(path, f"decoding failed ({type(e).__name__}: {str(e).strip()[:200]})") from None
+        # decord also fails on some valid small frame sizes (e.g. 48x32: a buffer-size check in its
+        # NDArray copy); FFmpeg through PyAV decodes those, so only a file both reject is corrupt
+        frames = _read_frames_pyav(path, pick, size, f"{type(e).__name__}: {str(e).strip()[:200]}")
     if image_size is not None:
         top = (frames.shape[1] - image_size) // 2
         left = (frames.shape[2] - image_size) // 2
         frames = frames[:, top : top + image_size, left : left + image_size]  # centre crop
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (F,H,W,3) -> (F,3,H,W)
+
+
+def _read_frames_pyav(path: str | os.PathLike, pick, size: dict[str, int], decord_error: str) -> np.ndarray:
+    """Fallback decoder (PyAV): every frame decoded, ``pick(n)`` chooses indices, resized like decord.
+
+    Returns (F, h, w, 3) uint8. Raises CorruptVideoError naming both decoders' errors.
+    """
+    import av
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except Exception as e:  # PyAV raises av.error.* (InvalidDataError, ...) on undecodable data
+        raise CorruptVideoError(path, f"decoding failed (decord {decord_error}; PyAV {type(e).__name__}: {e})") from None
+    idx = pick(len(decoded))
+    frames = np.stack([decoded[i] for i in idx.tolist()])  # (F, H, W, 3)
+    if size and (frames.shape[2], frames.shape[1]) != (size["width"], size["height"]):
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (F, H, W, 3) -> (F, 3, H, W)
+        x = torch.nn.functional.interpolate(x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False)
+        frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (F, 3, h, w) -> (F, h, w, 3)
+    return frames
 
 
 def normalize_frames(

@@ -144,6 +144,22 @@ def test_short_side_resize_and_centre_crop(clips):
     assert mean_rgb[1] > 200 and mean_rgb[0] < 30 and mean_rgb[2] < 30  # only the green middle band
 
 
+@pytest.mark.parametrize("width,height", [(48, 32), (96, 64)])
+def test_sizes_decord_rejects_are_decoded_by_pyav(tmp_path, width, height):
+    """decord fails on some valid sizes (48x32 frames, also as the resize target of 96x64); the
+    reader falls back to PyAV and returns the same frames as a plain decode."""
+    frames = [_square_frame(i, width, height) for i in range(8)]
+    path = write_clip(tmp_path / f"v{width}x{height}.mp4", frames)
+    native = read_frames(path, num_frames=4, image_size=None, indices=[0, 2, 4, 6])
+    assert native.shape == (4, 3, height, width)
+    for k, i in enumerate([0, 2, 4, 6]):
+        expected = torch.from_numpy(frames[i]).permute(2, 0, 1).int()  # (H,W,3) -> (3,H,W)
+        assert (native[k].int() - expected).abs().float().mean() < 3
+    small = read_frames(path, num_frames=4, image_size=32, indices=[0, 2, 4, 6])  # short side 32, centre crop
+    assert small.shape == (4, 3, 32, 32) and small.dtype == torch.uint8
+    assert float(small[:, 0].float().mean()) > float(small[:, 2].float().mean())  # the red square survives the resize
+
+
 def test_random_sampling_through_the_reader(clips):
     a = read_frames(clips["good"], 4, None, "random", np.random.default_rng(1))
     b = read_frames(clips["good"], 4, None, "random", np.random.default_rng(1))
