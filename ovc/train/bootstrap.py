@@ -34,8 +34,9 @@ Shape is still at chance with this recipe (measured on 2 cores; next steps belon
   the default bootstrapped CLIP: captions differing only in the shape word have text cosine
   0.997-1.000 (only in the colour word: 0.37-0.69) — the text tower has collapsed the shape
   words, so even batches whose captions are only "a star" / "a circle" (tried at 50% of the
-  steps) give the image tower no gradient towards shape. Candidates: text features centred per
-  batch during bootstrap, or the shape words' token embeddings initialised apart.
+  steps) give the image tower no gradient towards shape; centring both sides' features per batch
+  in the loss did not help either (16%, 400 steps). Next candidates: a longer budget on a cheaper
+  tower, the shape words' token embeddings initialised apart, or a conv patch stem.
 """
 
 from __future__ import annotations
