@@ -237,7 +237,8 @@ def read_frames(
 
 
 def _read_frames_pyav(path: str | os.PathLike, pick, size: dict[str, int], decord_error: str) -> np.ndarray:
-    """Fallback decoder (PyAV): every frame decoded, ``pick(n)`` chooses indices, resized like decord.
+    """Fallback decoder (PyAV), resized like decord: one pass counts the decodable frames, ``pick(n)``
+    chooses indices, a second pass keeps only those (memory stays at F frames for any video length).
 
     Returns (F, h, w, 3) uint8. Raises CorruptVideoError naming both decoders' errors.
     """
@@ -245,11 +246,20 @@ def _read_frames_pyav(path: str | os.PathLike, pick, size: dict[str, int], decor
 
     try:
         with av.open(str(path), mode="r") as container:
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            n = sum(1 for _ in container.decode(video=0))
+        idx = pick(n).tolist()
+        wanted, last, kept = set(idx), max(idx), {}
+        with av.open(str(path), mode="r") as container:
+            for i, f in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    kept[i] = f.to_ndarray(format="rgb24")  # (H, W, 3)
+                if i >= last:
+                    break
+    except VideoReadError:
+        raise
     except Exception as e:  # PyAV raises av.error.* (InvalidDataError, ...) on undecodable data
         raise CorruptVideoError(path, f"decoding failed (decord {decord_error}; PyAV {type(e).__name__}: {e})") from None
-    idx = pick(len(decoded))
-    frames = np.stack([decoded[i] for i in idx.tolist()])  # (F, H, W, 3)
+    frames = np.stack([kept[i] for i in idx])  # (F, H, W, 3)
     if size and (frames.shape[2], frames.shape[1]) != (size["width"], size["height"]):
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (F, H, W, 3) -> (F, 3, H, W)
         x = torch.nn.functional.interpolate(x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False)
