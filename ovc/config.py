@@ -95,15 +95,17 @@ class BootstrapConfig:
     seed: int = 0  # frames, init and batch order: same seed -> same weights (same thread count)
     n_frames: int = 10000  # captioned training frames rendered once (a pool sampled with replacement)
     max_objects: int = 2  # 1..max_objects objects per training frame
-    steps: int = 300  # optimizer steps (~1 s each on 2 cores with ovc-vit-mini)
+    steps: int = 450  # optimizer steps in all, shape_steps included (~0.5-0.6 s each on 2 cores with ovc-vit-mini)
+    shape_steps: int = 250  # first steps: image <-> shape-word contrast alone, before the captions (0 = captions from step 0)
+    word_weight: float = 1.0  # weight of the image <-> caption-word contrast (shapes, colours, scenes) beside the caption loss
+    lock_image_trunk: bool = True  # caption phase trains the text tower and the image head only (LiT), keeping the shape features
     batch_size: int = 128  # frames per contrastive batch (128 beat 256 per sample on 2 cores)
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.1  # AdamW weight decay (not on gains, biases, embeddings, logit scale)
     beta2: float = 0.98  # AdamW beta2 (CLIP's)
-    warmup: int = 30  # linear warmup steps, then cosine decay to 0
+    warmup: int = 30  # linear warmup steps, then cosine decay to 0 (in each phase: shape words, then captions)
     max_logit_scale: float = 100.0  # logit scale clamped to ln(this), as CLIP
     hflip: bool = True  # random horizontal flips (captions have no left/right words)
-    grouped_batches: float = 0.0  # share of batches drawn from frames sharing a scene or colour (shape hard negatives)
     image_size: int = 0  # frame size; 0 = the CLIP's input size (anything else must equal it)
     eval_frames: int = 600  # fresh single-object frames for the zero-shot evaluation
     eval_every: int = 0  # also evaluate every N steps (0 = only at the end)
@@ -277,6 +279,7 @@ QUICK_OVERRIDES: list[str] = [
     "clean.min_count=2",
     "bootstrap.n_frames=256",
     "bootstrap.steps=6",
+    "bootstrap.shape_steps=2",
     "bootstrap.batch_size=32",
     "bootstrap.warmup=2",
     "bootstrap.eval_frames=48",

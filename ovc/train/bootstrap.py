@@ -13,30 +13,38 @@ Like real CLIP it knows the world's entity words, held-out ones included (the op
 entities must be in the captions, only out of the video labels), but not the synonyms
 ("crimson", "disc") that only the LLM knows, nor any motion word.
 
-Recipe (what fits ≈5 minutes on 2 CPU cores; see ``params.yaml: bootstrap``): a pool of frames
+Recipe (what fits ≈4-5 minutes on 2 CPU cores; see ``params.yaml: bootstrap``): a pool of frames
 rendered once (in ``workers`` processes, deterministic per chunk), random horizontal flips, AdamW
-(no decay on gains/biases/embeddings/logit scale), linear warmup + cosine decay, logit scale
-clamped to ``ln(100)`` as in CLIP. Shape is the hard attribute (DESIGN.md): in a random batch
-colour and scene already tell the captions apart, so optionally a share of the batches (``grouped_batches``; 0 by default: no gain measured yet)
-is drawn from frames sharing a scene or a colour, where mostly shape separates the captions. Zero-shot accuracy on fresh single-object frames (literal
-prompts "a red object", "a star", "a beach") is written next to the weights (``zero_shot.json``).
+(no decay on gains/biases/embeddings/logit scale), linear warmup + cosine decay in each phase,
+logit scale clamped to ``ln(100)`` as in CLIP. Two phases:
 
-Shape is still at chance with this recipe (measured on 2 cores; next steps belong here):
-- the image tower can learn shape, slowly: the same ViT trained *supervised* on shape alone reaches
-  44% (ovc-vit-mini, 200 steps x 128 frames) and 63% (a 32x32 / patch-4 / width-64 ViT, 600 steps,
-  0.32 s/step); patch 4, 2-D sin-cos positions, average pooling, bigger objects (radius x1.4),
-  batch 64 or lr 3e-4..3e-3 all gave the same accuracy per frame seen;
-- contrastively, 300-800 steps leave shape at 15-21% (linear probe on the image features: 22%),
-  also with grouped batches (same scene+colour, or single-object frames of one colour whose
-  caption names the shape) and with a larger token-embedding init: colour and scene solve the
-  InfoNCE objective first and the shape words' text embeddings and the image features have to
-  separate together (a saddle the supervised head, fixed per class, does not have). Measured on
-  the default bootstrapped CLIP: captions differing only in the shape word have text cosine
-  0.997-1.000 (only in the colour word: 0.37-0.69) — the text tower has collapsed the shape
-  words, so even batches whose captions are only "a star" / "a circle" (tried at 50% of the
-  steps) give the image tower no gradient towards shape; centring both sides' features per batch
-  in the loss did not help either (16%, 400 steps). Next candidates: a longer budget on a cheaper
-  tower, the shape words' token embeddings initialised apart, or a conv patch stem.
+1. ``shape_steps`` steps of image <-> *word* contrast on shapes alone: frames whose caption names
+   one shape, each image against the prompts of every shape ("a circle", "a star", ...), the
+   caption's shape the positive (UniCL-style image-label contrast, Yang et al. 2022; the targets
+   are the caption's own words, :func:`caption_words`). The whole CLIP trains.
+2. the captions: open_clip's symmetric InfoNCE (``ClipLoss``) over the batch, plus ``word_weight``
+   times the same word contrast for every kind of word the caption names (shapes, colours,
+   scenes). With ``lock_image_trunk`` (default) the image trunk is frozen and only the text tower,
+   the image head (``ln_post``, ``proj``) and the logit scale learn: LiT (Zhai et al. 2022), turned
+   around — the locked image features come from phase 1, the text tower learns to read them.
+
+Why, measured on 2 cores with ovc-vit-mini (600 held-out single-object frames; chance: shape and
+colour 17%, scene 17%, colour x shape 2.8%):
+
+- plain ``ClipLoss`` (300 steps) gives colour 100%, scene 100%, shape 15%: a linear probe on its
+  image features reads shape at 20-22%. Colour and scene already tell a batch's captions apart,
+  the text tower collapses the shape words (captions differing only in the shape word: text cosine
+  0.997-1.000) and the image tower gets no gradient towards shape. The same holds with a frozen
+  random text tower (probe 21%), NegCLIP-style hard negatives (each caption with its shape word
+  swapped: 16%), grouped batches of one scene and colour (17%), and the word contrast of all three
+  kinds from step 0 (the shape term stays at ln 6 while colour and scene solve theirs).
+- the word contrast on shapes *alone* trains the image tower as fast as a supervised linear head
+  (probe 41% vs 43% after 150 steps), hence phase 1 (after 200 steps: shape 33% zero-shot, probe 39%).
+- what comes after decides whether shape survives. Captions with the whole CLIP training at a
+  fresh learning rate erase it (shape 18%, colour 83%); the same at the tail of one shared
+  schedule keeps shape (31%) but leaves colour at 38%; shape words *after* the captions never
+  leave ln 6. Locking the image trunk (phase 2 above) keeps it: 200 + 150 steps gave colour 91%,
+  shape 33%, scene 80%, colour x shape 28%, in 202 s.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -54,6 +63,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
 from ovc.config import BootstrapConfig, ClipConfig, Config
@@ -167,40 +177,72 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _lr_lambda(warmup: int, steps: int):
+def _lr_lambda(warmup: int, steps: int, restart: int = 0):
+    """Linear warmup then cosine decay to 0 at ``steps``; with ``restart`` > 0 the schedule runs
+    once over ``[0, restart)`` and again over ``[restart, steps)`` (each phase of the bootstrap gets
+    its own warmup and decay: the caption phase must learn colours and scenes at full rate)."""
+
+    def phase(step: int, length: int) -> float:
+        w = min(warmup, max(length // 4, 1))
+        if step < w:
+            return (step + 1) / w
+        return 0.5 * (1.0 + math.cos(math.pi * min((step - w) / max(length - w, 1), 1.0)))
+
     def f(step: int) -> float:  # step = number of optimizer steps taken so far
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        progress = (step - warmup) / max(steps - warmup, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        if 0 < restart < steps:
+            return phase(step, restart) if step < restart else phase(step - restart, steps - restart)
+        return phase(step, steps)
 
     return f
 
 
-def _attribute_groups(attrs: Sequence[dict[str, Any]], min_size: int) -> list[torch.Tensor]:
-    """Pool indices grouped by one shared attribute value (a scene, or a colour of any object)."""
-    by_key: dict[tuple[str, str], list[int]] = {}
-    for i, a in enumerate(attrs):
-        by_key.setdefault(("scene", a["scene"]), []).append(i)
-        for colour in {c for c, _ in a["objects"]}:
-            by_key.setdefault(("colour", colour), []).append(i)
-    return [torch.tensor(v) for _, v in sorted(by_key.items()) if len(v) >= min_size]
+# Caption words contrasted with the image on their own (kind -> the world's names of that kind).
+WORD_KINDS: tuple[str, ...] = ("shape", "colour", "scene")
 
 
-def _sample_batch(
-    n: int, batch_size: int, groups: list[torch.Tensor], grouped_rate: float, g: torch.Generator
+def _vocabulary(world: World) -> dict[str, list[str]]:
+    return {"shape": list(world.shapes), "colour": list(world.colour_names), "scene": list(world.scenes)}
+
+
+def caption_words(captions: Sequence[str], names: Sequence[str]) -> torch.Tensor:
+    """(N, K) 0/1 matrix: which of ``names`` each caption mentions (whole words; longest first, so
+    "snow field" is one name)."""
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
+    index = {n: k for k, n in enumerate(names)}
+    out = torch.zeros(len(captions), len(names))
+    for i, caption in enumerate(captions):
+        for m in pattern.finditer(caption):
+            out[i, index[m.group(1)]] = 1.0
+    return out
+
+
+def word_contrast_loss(
+    image_features: torch.Tensor, word_features: torch.Tensor, targets: torch.Tensor, logit_scale: torch.Tensor
 ) -> torch.Tensor:
-    """Batch indices (B,): uniform over the pool, or (with prob. ``grouped_rate``) without
-    replacement from one attribute group.
+    """Image <-> word contrast (UniCL-style, Yang et al. 2022): each image against every word of one
+    kind, the words its caption names being the positives (soft target, 1/n each).
 
-    Why grouped batches: in a random batch colour and scene alone tell almost every caption apart,
-    so the contrastive loss barely needs shape, the hard attribute (DESIGN.md). In a batch that
-    shares its scene (or a colour), shape is what separates most captions.
+    Args:
+        image_features: (B, D) normalised image features.
+        word_features: (K, D) normalised text features of the K words' prompts ("a star", ...).
+        targets: (B, K) 0/1, from :func:`caption_words`; rows without a word are left out.
+        logit_scale: CLIP's (exponentiated) logit scale.
+    Returns:
+        the mean cross-entropy over the rows with a word (0 when there are none).
     """
-    if groups and grouped_rate > 0 and float(torch.rand((), generator=g)) < grouped_rate:
-        members = groups[int(torch.randint(len(groups), (), generator=g))]
-        return members[torch.randperm(len(members), generator=g)[:batch_size]]
-    return torch.randint(n, (batch_size,), generator=g)
+    rows = targets.sum(dim=1) > 0  # (B,)
+    if not bool(rows.any()):
+        return image_features.new_zeros(())
+    t = targets[rows]  # (R, K)
+    logp = F.log_softmax(logit_scale * image_features[rows] @ word_features.T, dim=1)  # (R, K)
+    return -((t / t.sum(dim=1, keepdim=True)) * logp).sum(dim=1).mean()
+
+
+def _image_trunk(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The vision tower up to the pooled token (patch embedding, positions, ln_pre, resblocks):
+    everything but its head (``ln_post``, ``proj``)."""
+    v = model.visual
+    return [p for n, p in v.named_parameters() if not (n.startswith("ln_post") or n == "proj")]
 
 
 def train_clip(
@@ -221,10 +263,10 @@ def train_clip(
     """
     from tqdm.auto import tqdm
 
-    if bcfg.steps < 1 or bcfg.batch_size < 2 or bcfg.n_frames < bcfg.batch_size:
+    if bcfg.steps < 1 or bcfg.batch_size < 2 or bcfg.n_frames < bcfg.batch_size or not 0 <= bcfg.shape_steps < bcfg.steps:
         raise ValueError(
-            f"bootstrap: need steps >= 1, batch_size >= 2 and n_frames >= batch_size "
-            f"(got steps={bcfg.steps}, batch_size={bcfg.batch_size}, n_frames={bcfg.n_frames})"
+            f"bootstrap: need steps >= 1, 0 <= shape_steps < steps, batch_size >= 2 and n_frames >= batch_size "
+            f"(got steps={bcfg.steps}, shape_steps={bcfg.shape_steps}, batch_size={bcfg.batch_size}, n_frames={bcfg.n_frames})"
         )
     threads = bcfg.threads if bcfg.threads > 0 else (os.cpu_count() or 1)
     prev_threads = torch.get_num_threads()
@@ -246,27 +288,48 @@ def train_clip(
         log.info("bootstrap: rendered %d train + %d eval frames in %.1fs", len(images), len(eval_images), render_s)
         tokens = clip.tokenize(captions)  # (n_frames, ctx) once; captions never change
         pixels = torch.from_numpy(images)  # (n, H, W, 3) uint8, shared, no copy
+        vocab = _vocabulary(WORLD)
+        words = {k: caption_words(captions, vocab[k]) for k in WORD_KINDS}  # kind -> (n, K)
+        prompts = {k: clip.tokenize([_article(PROMPTS[k].format(n)) for n in vocab[k]]) for k in WORD_KINDS}
+        one_shape = torch.nonzero(words["shape"].sum(dim=1) == 1).squeeze(1)  # captions naming one shape
+        if bcfg.shape_steps and len(one_shape) < bcfg.batch_size:
+            raise ValueError(f"bootstrap: only {len(one_shape)} of {len(captions)} captions name one shape; raise n_frames")
 
         model = clip.model
         model.train()
         opt = torch.optim.AdamW(_param_groups(model, bcfg.weight_decay), lr=bcfg.lr, betas=(0.9, bcfg.beta2), eps=1e-6)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(bcfg.warmup, bcfg.steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(bcfg.warmup, bcfg.steps, restart=bcfg.shape_steps))
         loss_fn = ClipLoss(cache_labels=True)
         max_scale = math.log(bcfg.max_logit_scale)
         g = torch.Generator().manual_seed(bcfg.seed)
-        groups = _attribute_groups(attrs, bcfg.batch_size)
 
-        hist: dict[str, Any] = {"loss": [], "lr": [], "logit_scale": [], "evals": []}
+        hist: dict[str, Any] = {"loss": [], "caption_loss": [], "shape_loss": [], "lr": [], "logit_scale": [], "evals": []}
         t1, c1 = time.perf_counter(), time.process_time()
         bar = tqdm(range(bcfg.steps), desc="bootstrap_clip", disable=not progress, mininterval=2.0)
         for step in bar:
-            idx = _sample_batch(len(pixels), bcfg.batch_size, groups, bcfg.grouped_batches, g)  # (B,)
+            shape_phase = step < bcfg.shape_steps
+            if step == bcfg.shape_steps and bcfg.lock_image_trunk:
+                for p in _image_trunk(model):  # LiT: the shape features stay; text tower + image head align
+                    p.requires_grad_(False)
+            if shape_phase:  # frames whose caption names one shape
+                idx = one_shape[torch.randint(len(one_shape), (bcfg.batch_size,), generator=g)]  # (B,)
+            else:
+                idx = torch.randint(len(pixels), (bcfg.batch_size,), generator=g)  # (B,)
             x = to_model_input(pixels[idx], clip)  # (B, 3, H, W)
             if bcfg.hflip:
                 flip = torch.rand(bcfg.batch_size, generator=g) < 0.5  # captions have no left/right words
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            img_f, txt_f, scale = model(x, tokens[idx])
-            loss = loss_fn(img_f, txt_f, scale)
+            img_f = model.encode_image(x, normalize=True)  # (B, D)
+            scale = model.logit_scale.exp()
+            kinds = ("shape",) if shape_phase else (WORD_KINDS if bcfg.word_weight > 0 else ())
+            word = {k: word_contrast_loss(img_f, clip.encode_text(prompts[k]), words[k][idx], scale) for k in kinds}
+            if shape_phase:
+                loss = word["shape"]
+            else:
+                txt_f = clip.encode_text(tokens[idx], trim=True)  # (B, D); trim: same result, shorter sequences
+                caption = loss_fn(img_f, txt_f, scale)
+                loss = caption + bcfg.word_weight * sum(word.values(), torch.zeros(()))
+                hist["caption_loss"].append(round(caption.item(), 5))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -274,9 +337,12 @@ def train_clip(
             with torch.no_grad():
                 model.logit_scale.clamp_(0.0, max_scale)  # CLIP: temperature capped at 100
             hist["loss"].append(round(loss.item(), 5))
+            if "shape" in word:
+                hist["shape_loss"].append(round(word["shape"].item(), 5))
             hist["lr"].append(opt.param_groups[0]["lr"])
             hist["logit_scale"].append(round(model.logit_scale.exp().item(), 3))
-            bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{hist['logit_scale'][-1]:.1f}", refresh=False)
+            bar.set_postfix(phase="shape" if shape_phase else "captions", loss=f"{loss.item():.3f}",
+                            scale=f"{hist['logit_scale'][-1]:.1f}", refresh=False)
             if bcfg.eval_every and (step + 1) % bcfg.eval_every == 0 and step + 1 < bcfg.steps:
                 zs = zero_shot_accuracy(clip, eval_images, eval_attrs)
                 hist["evals"].append({"step": step + 1, **{k: v["top1"] for k, v in zs.items()}})
@@ -309,7 +375,8 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     directory is replaced atomically (built next to it, then renamed).
 
     Returns:
-        summary: ``out_dir``, ``model``, ``steps``, ``loss_first``/``loss_last``, timing and
+        summary: ``out_dir``, ``model``, ``steps``, ``loss_first``/``loss_last`` (caption loss),
+        ``shape_loss_first``/``shape_loss_last`` (image <-> shape-word loss), timing and
         zero-shot top-1 per task.
     """
     t0 = time.perf_counter()
@@ -317,13 +384,19 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     out = bootstrap_dir(cfg)  # <data>/models/bootstrap_clip, where resolve_clip_config looks
     out.parent.mkdir(parents=True, exist_ok=True)
     clip, hist = train_clip(bcfg, cfg.clip)
-    k = max(1, min(20, len(hist["loss"]) // 4))  # smooth the curve's ends over k steps
+    def ends(curve: list[float]) -> tuple[float, float]:  # curve's ends, smoothed over k steps
+        k = max(1, min(20, len(curve) // 4))
+        return float(np.mean(curve[:k])), float(np.mean(curve[-k:]))
+
+    (loss_first, loss_last), (shape_first, shape_last) = ends(hist["caption_loss"]), ends(hist["shape_loss"])
     metrics = {
         "model": cfg.clip.model,
         "zero_shot": hist["zero_shot"],
         "evals": hist["evals"],
-        "loss_first": float(np.mean(hist["loss"][:k])),
-        "loss_last": float(np.mean(hist["loss"][-k:])),
+        "loss_first": loss_first,  # caption (CLIP) loss, from step shape_steps on
+        "loss_last": loss_last,
+        "shape_loss_first": shape_first,  # image <-> shape-word loss, every step
+        "shape_loss_last": shape_last,
         "loss_curve": hist["loss"][:: max(1, len(hist["loss"]) // 100)],
         "logit_scale": hist["logit_scale"][-1],
         "render_s": hist["render_s"],
@@ -353,6 +426,8 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
         "steps": bcfg.steps,
         "loss_first": round(metrics["loss_first"], 4),
         "loss_last": round(metrics["loss_last"], 4),
+        "shape_loss_first": round(shape_first, 4),
+        "shape_loss_last": round(shape_last, 4),
         "wall_s": metrics["wall_s"],
         "steps_per_s": metrics["steps_per_s"],
         **{f"zero_shot_{t}": v["top1"] for t, v in hist["zero_shot"].items()},
@@ -363,7 +438,8 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
 
 # ``ovc stage bootstrap_clip -S ...`` overrides for a < 1 minute smoke run (tests, CI).
 QUICK_OVERRIDES: list[str] = [
-    "bootstrap.steps=20",
+    "bootstrap.steps=24",
+    "bootstrap.shape_steps=8",
     "bootstrap.batch_size=32",
     "bootstrap.n_frames=256",
     "bootstrap.eval_frames=64",

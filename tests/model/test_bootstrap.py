@@ -17,12 +17,12 @@ from ovc.pipeline import STAGES
 from ovc.train.bootstrap import (
     METRICS_FILENAME,
     QUICK_OVERRIDES,
-    _attribute_groups,
     _lr_lambda,
-    _sample_batch,
     bootstrap_clip,
+    caption_words,
     to_model_input,
     train_clip,
+    word_contrast_loss,
     zero_shot_accuracy,
 )
 from ovc.train.bootstrap_data import CHUNK, render_frames, render_pool
@@ -61,21 +61,43 @@ def test_lr_schedule_warmup_then_cosine():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-9)
     assert all(f(s) >= f(s + 1) for s in range(10, 110))
+    g = _lr_lambda(warmup=10, steps=150, restart=50)  # shape-word phase, then the captions from full rate
+    assert g(9) == pytest.approx(1.0) and g(49) < 0.01
+    assert g(50) == pytest.approx(0.1) and g(59) == pytest.approx(1.0) and g(149) < 0.01
 
 
-def test_grouped_batches_share_a_scene_or_colour():
-    _, _, attrs = render_frames(300, seed=2)
-    groups = _attribute_groups(attrs, min_size=16)
-    assert groups and all(len(g) >= 16 for g in groups)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(10):
-        idx = _sample_batch(len(attrs), 16, groups, 1.0, gen).tolist()
-        assert len(set(idx)) == 16  # without replacement inside a group
-        scenes = {attrs[i]["scene"] for i in idx}
-        shared_colours = set.intersection(*({c for c, _ in attrs[i]["objects"]} for i in idx))
-        assert len(scenes) == 1 or shared_colours
-    uniform = _sample_batch(len(attrs), 16, groups, 0.0, gen)
-    assert uniform.shape == (16,) and int(uniform.max()) < len(attrs)
+def test_caption_words_whole_words_multi_word_names():
+    names = ["star", "snow field", "red", "ring"]
+    got = caption_words(["a red star on a snow field", "a starfish", "a ring and a star", "a forest"], names)
+    assert got.tolist() == [[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]]
+
+
+def test_word_contrast_loss_soft_targets_and_rows_without_words():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    words = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    scale = torch.tensor(10.0)
+    targets = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]])  # row 2 names no word: left out
+    logp = torch.log_softmax(scale * img @ words.T, dim=1)
+    expected = (-logp[0, 0] + -(logp[1, 1] + logp[1, 2]) / 2) / 2
+    assert torch.allclose(word_contrast_loss(img, words, targets, scale), expected)
+    assert word_contrast_loss(img, words, torch.zeros(3, 4), scale).item() == 0.0
+
+
+def test_caption_phase_keeps_the_image_trunk_of_the_shape_phase():
+    """LiT caption phase: the image trunk ends as the shape-word phase left it; head and text move."""
+    common = ["bootstrap.n_frames=128", "bootstrap.batch_size=16", "bootstrap.shape_steps=2", "bootstrap.warmup=1",
+              "bootstrap.eval_frames=8", "bootstrap.threads=1", "bootstrap.workers=1"]
+    runs = {}
+    for steps in (3, 5):
+        cfg = load_config(None, [*common, f"bootstrap.steps={steps}"])
+        clip, hist = train_clip(cfg.bootstrap, cfg.clip, progress=False)
+        runs[steps] = {n: p.detach().clone() for n, p in clip.model.named_parameters()}
+        assert len(hist["caption_loss"]) == steps - 2
+    trunk = [n for n in runs[3] if n.startswith("visual.") and not n.startswith("visual.ln_post") and n != "visual.proj"]
+    assert trunk and all(torch.equal(runs[3][n], runs[5][n]) for n in trunk)
+    assert not torch.equal(runs[3]["visual.proj"], runs[5]["visual.proj"])
+    assert not torch.equal(runs[3]["token_embedding.weight"], runs[5]["token_embedding.weight"])
 
 
 def test_zero_shot_accuracy_structure():
@@ -97,6 +119,9 @@ def test_rejects_inconsistent_config():
     cfg = load_config(None, ["bootstrap.n_frames=16", "bootstrap.batch_size=32"])
     with pytest.raises(ValueError, match="n_frames"):
         train_clip(cfg.bootstrap, cfg.clip, progress=False)
+    cfg = load_config(None, ["bootstrap.steps=10", "bootstrap.shape_steps=10"])
+    with pytest.raises(ValueError, match="shape_steps"):
+        train_clip(cfg.bootstrap, cfg.clip, progress=False)
 
 
 @pytest.mark.slow
@@ -106,12 +131,14 @@ def test_bootstrap_stage_quick_profile(tmp_path):
     summary = bootstrap_clip(cfg)
     out = tmp_path / "models" / "bootstrap_clip"
     assert summary["out_dir"] == str(out)
-    assert summary["loss_last"] < summary["loss_first"]
+    assert summary["loss_last"] < summary["loss_first"]  # caption loss, after the shape-word steps
+    assert math.isfinite(summary["shape_loss_first"]) and math.isfinite(summary["shape_loss_last"])
 
     metrics = json.loads((out / METRICS_FILENAME).read_text())
     for task in ("colour", "shape", "scene", "object"):
         assert {"top1", "chance", "n", "per_class"} <= set(metrics["zero_shot"][task])
     assert metrics["params"]["steps"] == cfg.bootstrap.steps
+    assert metrics["params"]["shape_steps"] == cfg.bootstrap.shape_steps > 0
     assert math.isfinite(metrics["loss_last"]) and metrics["wall_s"] > 0
 
     loaded = create_clip(ClipConfig(model=cfg.clip.model, pretrained=f"local-dir:{out}"))
@@ -121,7 +148,10 @@ def test_bootstrap_stage_quick_profile(tmp_path):
         img = loaded.encode_image(to_model_input(images, loaded), normalize=True)
         txt = loaded.encode_text(loaded.tokenize(prompts))
     # same seed -> same weights: a second in-memory run embeds exactly as the saved model
-    clip, _ = train_clip(cfg.bootstrap, cfg.clip, progress=False)
+    clip, hist = train_clip(cfg.bootstrap, cfg.clip, progress=False)
+    b = cfg.bootstrap  # shape-word steps first, then captions (+ the word contrast of every kind)
+    assert len(hist["shape_loss"]) == b.steps and len(hist["caption_loss"]) == b.steps - b.shape_steps
+    assert hist["loss"][: b.shape_steps] == hist["shape_loss"][: b.shape_steps]
     with torch.no_grad():
         assert torch.equal(clip.encode_image(to_model_input(images, clip), normalize=True), img)
         assert torch.equal(clip.encode_text(clip.tokenize(prompts)), txt)
