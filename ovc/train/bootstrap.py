@@ -83,6 +83,16 @@ METRICS_FILENAME = "zero_shot.json"
 PROMPTS: dict[str, str] = {"colour": "a {} object", "shape": "a {}", "scene": "a {}"}
 
 
+def _vocabulary(world: World) -> dict[str, list[str]]:
+    """The world's names of each kind of caption word (the zero-shot tasks' classes)."""
+    return {"colour": list(world.colour_names), "shape": list(world.shapes), "scene": list(world.scenes)}
+
+
+def _prompts(kind: str, names: Sequence[str]) -> list[str]:
+    """Literal prompts of one kind, with the right article: "a star", "an orange object"."""
+    return [_article({**PROMPTS, "object": "a {}"}[kind].format(n)) for n in names]
+
+
 def _article(phrase: str) -> str:
     """``"a {}"`` templates with the right article: "an orange object"."""
     return phrase.replace("a ", "an ", 1) if phrase.startswith("a ") and phrase[2:3].lower() in "aeiou" else phrase
@@ -125,13 +135,7 @@ def zero_shot_accuracy(
     """
     was_training = clip.training
     clip.eval()
-    classes = {
-        "colour": list(world.colour_names),
-        "shape": list(world.shapes),
-        "scene": list(world.scenes),
-        "object": [f"{c} {s}" for c in world.colour_names for s in world.shapes],
-    }
-    templates = {**PROMPTS, "object": "a {}"}
+    classes = {**_vocabulary(world), "object": [f"{c} {s}" for c in world.colour_names for s in world.shapes]}
     feats = []
     for s in range(0, len(images), batch_size):
         feats.append(clip.encode_image(to_model_input(images[s : s + batch_size], clip), normalize=True))
@@ -144,8 +148,7 @@ def zero_shot_accuracy(
     }
     out: dict[str, Any] = {}
     for task, names in classes.items():
-        prompts = [_article(templates[task].format(n)) for n in names]
-        txt = clip.encode_text(clip.tokenize(prompts))  # (C, D), normalised
+        txt = clip.encode_text(clip.tokenize(_prompts(task, names)))  # (C, D), normalised
         pred = (img @ txt.T).argmax(dim=1).tolist()  # (N, C) -> (N,)
         rows = [(i, names.index(t)) for i, t in enumerate(truth[task]) if t is not None]
         hits = [pred[i] == k for i, k in rows]
@@ -198,10 +201,6 @@ def _lr_lambda(warmup: int, steps: int, restart: int = 0):
 
 # Caption words contrasted with the image on their own (kind -> the world's names of that kind).
 WORD_KINDS: tuple[str, ...] = ("shape", "colour", "scene")
-
-
-def _vocabulary(world: World) -> dict[str, list[str]]:
-    return {"shape": list(world.shapes), "colour": list(world.colour_names), "scene": list(world.scenes)}
 
 
 def caption_words(captions: Sequence[str], names: Sequence[str]) -> torch.Tensor:
@@ -290,7 +289,7 @@ def train_clip(
         pixels = torch.from_numpy(images)  # (n, H, W, 3) uint8, shared, no copy
         vocab = _vocabulary(WORLD)
         words = {k: caption_words(captions, vocab[k]) for k in WORD_KINDS}  # kind -> (n, K)
-        prompts = {k: clip.tokenize([_article(PROMPTS[k].format(n)) for n in vocab[k]]) for k in WORD_KINDS}
+        prompts = {k: clip.tokenize(_prompts(k, vocab[k])) for k in WORD_KINDS}
         one_shape = torch.nonzero(words["shape"].sum(dim=1) == 1).squeeze(1)  # captions naming one shape
         if bcfg.shape_steps and len(one_shape) < bcfg.batch_size:
             raise ValueError(f"bootstrap: only {len(one_shape)} of {len(captions)} captions name one shape; raise n_frames")
@@ -366,6 +365,15 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _curve_ends(curve: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean of a loss curve's first and last k steps (k = a quarter, at most 20); None for an empty
+    curve (e.g. no shape-word loss when ``shape_steps = 0`` and ``word_weight = 0``)."""
+    if not curve:
+        return None, None
+    k = max(1, min(20, len(curve) // 4))
+    return float(np.mean(curve[:k])), float(np.mean(curve[-k:]))
+
+
 def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     """Stage ``bootstrap_clip``: train the offline default's CLIP and save it as ``local-dir``.
 
@@ -384,11 +392,7 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     out = bootstrap_dir(cfg)  # <data>/models/bootstrap_clip, where resolve_clip_config looks
     out.parent.mkdir(parents=True, exist_ok=True)
     clip, hist = train_clip(bcfg, cfg.clip)
-    def ends(curve: list[float]) -> tuple[float, float]:  # curve's ends, smoothed over k steps
-        k = max(1, min(20, len(curve) // 4))
-        return float(np.mean(curve[:k])), float(np.mean(curve[-k:]))
-
-    (loss_first, loss_last), (shape_first, shape_last) = ends(hist["caption_loss"]), ends(hist["shape_loss"])
+    (loss_first, loss_last), (shape_first, shape_last) = _curve_ends(hist["caption_loss"]), _curve_ends(hist["shape_loss"])
     metrics = {
         "model": cfg.clip.model,
         "zero_shot": hist["zero_shot"],
@@ -426,8 +430,8 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
         "steps": bcfg.steps,
         "loss_first": round(metrics["loss_first"], 4),
         "loss_last": round(metrics["loss_last"], 4),
-        "shape_loss_first": round(shape_first, 4),
-        "shape_loss_last": round(shape_last, 4),
+        "shape_loss_first": None if shape_first is None else round(shape_first, 4),
+        "shape_loss_last": None if shape_last is None else round(shape_last, 4),
         "wall_s": metrics["wall_s"],
         "steps_per_s": metrics["steps_per_s"],
         **{f"zero_shot_{t}": v["top1"] for t, v in hist["zero_shot"].items()},

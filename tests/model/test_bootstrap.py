@@ -17,7 +17,9 @@ from ovc.pipeline import STAGES
 from ovc.train.bootstrap import (
     METRICS_FILENAME,
     QUICK_OVERRIDES,
+    _curve_ends,
     _lr_lambda,
+    _prompts,
     bootstrap_clip,
     caption_words,
     to_model_input,
@@ -64,6 +66,14 @@ def test_lr_schedule_warmup_then_cosine():
     g = _lr_lambda(warmup=10, steps=150, restart=50)  # shape-word phase, then the captions from full rate
     assert g(9) == pytest.approx(1.0) and g(49) < 0.01
     assert g(50) == pytest.approx(0.1) and g(59) == pytest.approx(1.0) and g(149) < 0.01
+
+
+def test_curve_ends_and_prompts():
+    assert _curve_ends([4.0, 3.0, 2.0, 1.0]) == (4.0, 1.0)
+    assert _curve_ends([float(i) for i in range(100)]) == (9.5, 89.5)  # 20 steps at each end
+    assert _curve_ends([]) == (None, None)  # no shape-word loss at all
+    assert _prompts("colour", ["orange", "red"]) == ["an orange object", "a red object"]
+    assert _prompts("shape", ["star"]) == ["a star"] and _prompts("object", ["red star"]) == ["a red star"]
 
 
 def test_caption_words_whole_words_multi_word_names():
