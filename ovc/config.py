@@ -95,8 +95,8 @@ class BootstrapConfig:
     seed: int = 0  # frames, init and batch order: same seed -> same weights (same thread count)
     n_frames: int = 10000  # captioned training frames rendered once (a pool sampled with replacement)
     max_objects: int = 2  # 1..max_objects objects per training frame
-    steps: int = 450  # optimizer steps in all, shape_steps included (~0.5-0.6 s each on 2 cores with ovc-vit-mini)
-    shape_steps: int = 250  # first steps: image <-> shape-word contrast alone, before the captions (0 = captions from step 0)
+    steps: int = 350  # optimizer steps in all, shape_steps included (~0.9 s each with shape words, ~0.6 s with captions, 2 cores, ovc-vit-mini)
+    shape_steps: int = 200  # first steps: image <-> shape-word contrast alone, before the captions (0 = captions from step 0)
     word_weight: float = 1.0  # weight of the image <-> caption-word contrast (shapes, colours, scenes) beside the caption loss
     lock_image_trunk: bool = True  # caption phase trains the text tower and the image head only (LiT), keeping the shape features
     batch_size: int = 128  # frames per contrastive batch (128 beat 256 per sample on 2 cores)
@@ -155,6 +155,7 @@ class LabelEncoderConfig:
     layers: int = 1  # prompt-transformer layers
     heads: int = 4  # prompt-transformer attention heads
     prompt_len: int = 4  # soft-prompt tokens inserted into CLIP's text input per attribute
+    prompt_init: str = "a video of a"  # words (prompt_len CLIP tokens) the soft prompts start as, LLM-conditioned part at 0; '' = random, LLM-conditioned from step 0
 
 
 @dataclass
@@ -169,7 +170,7 @@ class VideoEncoderConfig:
 @dataclass
 class LossConfig:
     tau: float = 0.07  # temperature of p = σ(s/τ) (paper eq. 2)
-    neg_weight: float = 1.0  # w: weight of negative pairs (paper eq. 2)
+    neg_weight: float = 0.1  # w: weight of negative pairs (paper eq. 2); ~|P(v)|/|N(v)| of the default batches, so positives and negatives weigh alike
     labels_per_video: int = 4  # |P_B ∪ N_B| = labels_per_video · B (paper §3.3 uses 4)
     reduction: str = "sum"  # "sum" over videos (paper eq. 2) | "mean" per (video, label) pair
 
@@ -203,7 +204,7 @@ class TrainConfig:
     num_workers: int = 2  # Ray Train workers (DDP); 0 = train in this process without Ray
     threads_per_worker: int = 1  # torch threads per worker (2 workers x 1 thread on 2 cores)
     use_gpu: bool = True  # use GPUs when present (one per worker)
-    max_steps_per_epoch: int = 15  # cap steps per epoch (0 = full epoch); keeps the offline default within its 15-min budget
+    max_steps_per_epoch: int = 12  # cap steps per epoch (0 = full epoch); keeps the offline default within its 15-min budget
     progress: bool = True  # tqdm progress bar on rank 0
 
 

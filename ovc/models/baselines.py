@@ -153,12 +153,11 @@ class ContextPromptLabelEncoder(nn.Module):
         self.clip = clip
         ctx = torch.randn(n_ctx, clip.text_width) * 0.02  # (M, W)
         if init_words:
-            tokens = clip.tokenize([init_words])  # (1, ctx)
-            n_words = int(clip._eot_index(tokens)[0]) - 1  # tokens between SOT and EOT
-            if n_words == n_ctx:
-                ctx = clip.token_embeddings(tokens)[0, 1 : 1 + n_ctx].detach().clone().float()  # (M, W)
+            words = clip.word_embeddings(init_words)  # (n_words, W)
+            if len(words) == n_ctx:
+                ctx = words  # (M, W)
             else:
-                log.warning("ctx_init %r is %d CLIP tokens, not n_ctx=%d: random context init", init_words, n_words, n_ctx)
+                log.warning("ctx_init %r is %d CLIP tokens, not n_ctx=%d: random context init", init_words, len(words), n_ctx)
         self.ctx = nn.Parameter(ctx)
 
     def forward(self, labels: list[str]) -> torch.Tensor:

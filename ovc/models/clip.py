@@ -170,6 +170,13 @@ class ClipModel(nn.Module):
         """(B, ctx) token ids -> (B, ctx, text_width) token embeddings (no positions)."""
         return self.model.token_embedding(tokens)
 
+    def word_embeddings(self, words: str) -> torch.Tensor:
+        """(n, text_width) token embeddings of ``words`` between SOT and EOT (a detached copy):
+        how CoOp-style contexts and the label encoder's soft prompts start from real words."""
+        tokens = self.tokenize([words])  # (1, ctx)
+        n = int(self._eot_index(tokens)[0]) - 1  # tokens between SOT and EOT
+        return self.token_embeddings(tokens)[0, 1 : 1 + n].detach().clone().float()  # (1, ctx, W) -> (n, W)
+
     def _eot_index(self, tokens: torch.Tensor) -> torch.Tensor:
         pool = self.model.text_pool_type
         if pool == "argmax":

@@ -38,13 +38,21 @@ class PromptTransformer(nn.Module):
     L outputs) decouple ``prompt_len`` from L. The output projection starts at the scale of CLIP's
     token embeddings (``out_std``), so the first soft prompts look like ordinary tokens to CLIP.
 
+    With ``init_prompt`` (the CLIP token embeddings of words such as "a video of a") the soft prompts
+    are ``init_prompt + proj_out(...)`` with ``proj_out`` zero-initialised: every label starts at the
+    plain prompt "a video of a {label}" (CLIP's zero-shot prompt) and the LLM-conditioned part grows
+    from 0 during training — the same start-at-the-frozen-baseline principle as the temporal
+    branch's zero-initialised readout (§3.2). The paper does not state the prompt transformer's
+    init; with a short training budget a random start lands below the zero-shot prompt.
+
     Args:
         d_llm: LLM hidden size.
         text_width: CLIP text width (token-embedding size).
         l_tokens: L vectors per soft attribute.
         prompt_len: soft-prompt vectors produced per attribute.
         width, layers, heads: transformer size.
-        out_std: per-dimension std of the initial soft prompts.
+        out_std: per-dimension std of the initial soft prompts (random start).
+        init_prompt: (prompt_len, text_width) word embeddings the soft prompts start as, or None.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class PromptTransformer(nn.Module):
         layers: int = 1,
         heads: int = 4,
         out_std: float = 0.02,
+        init_prompt: torch.Tensor | None = None,
     ):
         super().__init__()
         if width % heads:
@@ -72,15 +81,23 @@ class PromptTransformer(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.ln_out = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, text_width)
-        nn.init.normal_(self.proj_out.weight, std=out_std / math.sqrt(width))  # LN output has unit per-dim scale
         nn.init.zeros_(self.proj_out.bias)
+        self.prompt_base: nn.Parameter | None = None
+        if init_prompt is None:
+            nn.init.normal_(self.proj_out.weight, std=out_std / math.sqrt(width))  # LN output has unit per-dim scale
+        else:
+            if tuple(init_prompt.shape) != (prompt_len, text_width):
+                raise ValueError(f"init_prompt has shape {tuple(init_prompt.shape)}, expected (prompt_len, text_width) = ({prompt_len}, {text_width})")
+            nn.init.zeros_(self.proj_out.weight)  # LLM-conditioned part starts at 0
+            self.prompt_base = nn.Parameter(init_prompt.detach().clone().float())  # (P, text_width)
 
     def forward(self, attributes: torch.Tensor) -> torch.Tensor:
         """(B, L, d_llm) soft attributes -> (B, prompt_len, text_width) soft prompts."""
         x = self.proj_in(self.ln_in(attributes)) + self.pos  # (B, L, d_llm) -> (B, L, width)
         q = self.queries.unsqueeze(0).expand(x.shape[0], -1, -1)  # (P, width) -> (B, P, width)
         x = self.blocks(torch.cat([x, q], dim=1))  # (B, L+P, width)
-        return self.proj_out(self.ln_out(x[:, self.l_tokens :]))  # (B, P, width) -> (B, P, text_width)
+        prompts = self.proj_out(self.ln_out(x[:, self.l_tokens :]))  # (B, P, width) -> (B, P, text_width)
+        return prompts if self.prompt_base is None else prompts + self.prompt_base  # (P, text_width) broadcast
 
 
 class LabelEncoder(nn.Module):
@@ -98,6 +115,14 @@ class LabelEncoder(nn.Module):
         self.llm = llm
         self.clip = clip
         token_std = float(clip.model.token_embedding.weight.detach().float().std())
+        init_prompt = None
+        if cfg.prompt_init:
+            init_prompt = clip.word_embeddings(cfg.prompt_init)  # (n_words, text_width)
+            if len(init_prompt) != cfg.prompt_len:
+                raise ValueError(
+                    f"label_encoder.prompt_init={cfg.prompt_init!r} is {len(init_prompt)} CLIP tokens but "
+                    f"label_encoder.prompt_len={cfg.prompt_len}; give {cfg.prompt_len} tokens' worth of words or set prompt_init=''"
+                )
         self.prompt_transformer = PromptTransformer(
             d_llm=llm.d_model,
             text_width=clip.text_width,
@@ -107,6 +132,7 @@ class LabelEncoder(nn.Module):
             layers=cfg.layers,
             heads=cfg.heads,
             out_std=token_std,
+            init_prompt=init_prompt,
         )
 
     @property

@@ -1,7 +1,7 @@
 """The training loop (paper §3.3) and its Ray Train driver.
 
-One function, :func:`train_method`, trains one method (``ours`` or a trainable baseline) on the
-clean training manifest:
+:func:`train_methods` trains methods (``ours`` and the trainable baselines) on the clean training
+manifest, one after another inside one worker group (:func:`train_method` is the one-method case):
 
 * batches: a fresh permutation of the training videos per epoch, derived from ``(seed, epoch)``;
   each batch's label set P_B ∪ N_B (|·| = 4B) is drawn by :class:`ovc.train.batching.MultiLabelCollator`;
@@ -14,7 +14,10 @@ clean training manifest:
   ``(seed, epoch, step, rank)``, so a run interrupted after epoch e and resumed from its checkpoint
   ends with exactly the weights of an uninterrupted run;
 * every epoch rank 0 writes a checkpoint (:mod:`ovc.train.checkpoint`); a re-run resumes from the
-  newest one and skips finished epochs.
+  newest one and skips finished epochs;
+* one ``TorchTrainer.fit`` trains every method of the stage: starting a Ray Train worker group (and
+  importing torch/open_clip/transformers in it) costs ~30 s on 2 cores, so a group per method would
+  spend ~2 minutes of the offline default's 15-minute budget on start-ups alone.
 """
 
 from __future__ import annotations
@@ -176,25 +179,33 @@ def batch_loss(method, videos, labels: list[str], targets: torch.Tensor, cfg: Co
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Per-worker loop (called by Ray Train's TorchTrainer, or in-process when num_workers == 0).
+    """Per-worker loop (called by Ray Train's TorchTrainer, or in-process when num_workers == 0):
+    trains each method of the payload in turn, in the same worker processes.
 
     Args:
-        config: ``{"cfg": Config as dict, "method": name, "stop_after_epochs": int|None}``.
+        config: ``{"cfg": Config as dict, "methods": [{"method": name, "fingerprint": digest}, ...],
+            "stop_after_epochs": int|None}``.
     """
+    cfg = config_from_dict(config["cfg"])
+    if cfg.train.threads_per_worker > 0:
+        torch.set_num_threads(cfg.train.threads_per_worker)
+    results = {}
+    for job in config["methods"]:
+        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"))
+    return results
+
+
+def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None) -> dict[str, Any]:
+    """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs."""
     from ovc.models.build import build_method, method_clip
     from ovc.train.batching import MultiLabelCollator
     from ovc.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
     from ovc.train.features import FeatureCache, uses_frozen_trunk
 
-    cfg = config_from_dict(config["cfg"])
-    method_name: str = config["method"]
-    stop_after = config.get("stop_after_epochs")
     tcfg = cfg.train
     dist = _dist()
     rank = dist.get_rank() if dist else 0
     world = dist.get_world_size() if dist else 1
-    if tcfg.threads_per_worker > 0:
-        torch.set_num_threads(tcfg.threads_per_worker)
 
     _seed_everything(tcfg.seed, 0x5EED)  # identical init on every worker (prefixes, prompt transformer)
     method = build_method(cfg, method_name)
@@ -215,8 +226,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     out = run_dir(cfg, method_name)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    fingerprint = config["fingerprint"]
-    ckpt = latest_checkpoint(out)  # the driver removed runs of other params/data (see train_method)
+    ckpt = latest_checkpoint(out)  # the driver removed runs of other params/data (see train_methods)
     if ckpt is not None:
         weights, opt_state, state = load_checkpoint(ckpt)
         method.load_state_dict_trainable(weights)
@@ -292,7 +302,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
                 out, epoch + 1, method.state_dict_trainable(), optimizer.state_dict(), {"history": history, "method": method_name, "fingerprint": fingerprint}
             )
             log.info("%s epoch %d/%d: loss %.4f (%.1f s)", method_name, epoch + 1, tcfg.epochs, metrics["loss"], metrics["seconds"])
-        _report(metrics, ckpt_path)
+        _report({"method": method_name, **metrics}, ckpt_path)
 
     if rank == 0:
         save_weights(method.state_dict_trainable(), out / "final.safetensors", metadata={"method": method_name})
@@ -333,32 +343,43 @@ def _report(metrics: dict[str, Any], ckpt_path: Path | None) -> None:
 # Driver
 # --------------------------------------------------------------------------------------------------
 def train_method(cfg: Config, method: str, stop_after_epochs: int | None = None) -> dict[str, Any]:
-    """Train one method; Ray Train with ``cfg.train.num_workers`` workers, or in-process when 0.
+    """Train one method; see :func:`train_methods`. Returns ``{"method", "history", "run_dir"}``."""
+    return train_methods(cfg, [method], stop_after_epochs)[method]
+
+
+def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Train methods one after another: Ray Train with ``cfg.train.num_workers`` workers (one worker
+    group, one ``fit``, for all of them), or in-process when 0.
 
     Args:
         cfg: the whole config (train, loss, model sections are used).
-        method: one of :data:`TRAINABLE_METHODS`.
-        stop_after_epochs: stop after this many epochs in total (simulates an interruption; tests).
+        methods: names from :data:`TRAINABLE_METHODS`, trained in this order.
+        stop_after_epochs: stop each method after this many epochs in total (simulates an interruption; tests).
 
     Returns:
-        ``{"method", "history", "run_dir"}``.
+        ``{method: {"method", "history", "run_dir"}}``.
     """
-    if method not in TRAINABLE_METHODS:
-        raise ValueError(f"method {method!r} is not trainable; trainable: {', '.join(TRAINABLE_METHODS)}")
-    fingerprint = run_fingerprint(cfg, method)
-    out = run_dir(cfg, method)
-    ckpt = latest_checkpoint(out)
-    if out.exists() and (ckpt is None or checkpoint_state(ckpt).get("fingerprint") != fingerprint):
-        log.info("%s: %s holds no checkpoint of these params/data; starting afresh", method, out)
-        shutil.rmtree(out)  # another configuration's run (or debris): never resume it
-    payload = {"cfg": asdict(_absolute_paths(cfg)), "method": method, "stop_after_epochs": stop_after_epochs, "fingerprint": fingerprint}
-    if cfg.train.num_workers <= 0:
-        result = train_worker(payload)
-    else:
-        result = _fit_with_ray(payload, cfg)
-    history_path = run_dir(cfg, method) / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() else result.get("history", [])
-    return {"method": method, "history": history, "run_dir": str(run_dir(cfg, method))}
+    unknown = [m for m in methods if m not in TRAINABLE_METHODS]
+    if unknown:
+        raise ValueError(f"method {unknown[0]!r} is not trainable; trainable: {', '.join(TRAINABLE_METHODS)}")
+    jobs = []
+    for method in dict.fromkeys(methods):  # each once, in order
+        fingerprint = run_fingerprint(cfg, method)
+        out = run_dir(cfg, method)
+        ckpt = latest_checkpoint(out)
+        if out.exists() and (ckpt is None or checkpoint_state(ckpt).get("fingerprint") != fingerprint):
+            log.info("%s: %s holds no checkpoint of these params/data; starting afresh", method, out)
+            shutil.rmtree(out)  # another configuration's run (or debris): never resume it
+        jobs.append({"method": method, "fingerprint": fingerprint})
+    payload = {"cfg": asdict(_absolute_paths(cfg)), "methods": jobs, "stop_after_epochs": stop_after_epochs}
+    result = train_worker(payload) if cfg.train.num_workers <= 0 else _fit_with_ray(payload, cfg)
+    summary = {}
+    for job in jobs:
+        method = job["method"]
+        history_path = run_dir(cfg, method) / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.exists() else result.get(method, {}).get("history", [])
+        summary[method] = {"method": method, "history": history, "run_dir": str(run_dir(cfg, method))}
+    return summary
 
 
 def _absolute_paths(cfg: Config) -> Config:
@@ -397,12 +418,12 @@ def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> dict[str, Any]:
         train_loop_config=payload,
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
-            name=f"ovc-{payload['method']}",
+            name="ovc-" + "-".join(j["method"] for j in payload["methods"]),
             storage_path=str((Path(cfg.paths.data) / "ray").resolve()),
         ),
     )
-    result = trainer.fit()
-    return {"metrics": result.metrics}
+    trainer.fit()
+    return {}  # rank 0 wrote each method's history.json and weights
 
 
 _WORKER_ENV = (
@@ -417,8 +438,7 @@ _WORKER_ENV = (
 def train(cfg: Config) -> dict[str, Any]:
     """Stage ``train``: train every method in ``cfg.train.methods`` (resuming where a run stopped)."""
     results = {}
-    for method in cfg.train.methods:
-        r = train_method(cfg, method)
+    for method, r in train_methods(cfg, list(cfg.train.methods)).items():
         results[method] = {"final_loss": r["history"][-1]["loss"] if r["history"] else None, "epochs": len(r["history"])}
     summary = {"methods": results}
     out = Path(cfg.paths.data) / "models" / "train_summary.json"

@@ -28,7 +28,7 @@ ATTRIBUTES = {"dog": ["four legs", "a wagging tail"], "kitchen": ["a stove"]}
 def _cfg() -> Config:
     cfg = Config()
     cfg.llm = LLMConfig(backend="seq2seq", n_prefixes=2, k_attributes=1, l_tokens=2)
-    cfg.label_encoder = LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=2)
+    cfg.label_encoder = LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=2, prompt_init="")
     cfg.video_encoder = dataclasses.replace(cfg.video_encoder, temporal_layers=2)
     return cfg
 

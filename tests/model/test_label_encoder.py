@@ -25,7 +25,8 @@ def encoder(clip) -> LabelEncoder:
     torch.manual_seed(0)
     model, tokenizer = tiny_t5()
     llm = create_llm(LLMConfig(backend="seq2seq", n_prefixes=2, k_attributes=2, l_tokens=3), model, tokenizer)
-    return LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=3))
+    # random prompt init: the LLM-conditioned path carries gradients from the first step
+    return LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=3, prompt_init=""))
 
 
 def test_shape_and_unit_norm(encoder):
@@ -80,6 +81,11 @@ def test_default_minilm_encoder(clip):
     assert f.shape == (2, clip.embed_dim) and enc.n_features == cfg.llm.n_prefixes * cfg.llm.k_attributes
     torch.testing.assert_close(f.norm(dim=-1), torch.ones(2))
     f.sum().backward()
+    # default word init: the zero readout learns first, then gradients reach the prefixes
+    assert enc.prompt_transformer.proj_out.weight.grad.abs().sum() > 0
+    torch.optim.SGD([enc.prompt_transformer.proj_out.weight], lr=1.0).step()
+    enc.zero_grad(set_to_none=True)
+    enc(["dog", "guitar"]).sum().backward()
     assert enc.llm.prefixes.grad.abs().sum() > 0
 
 
@@ -90,3 +96,30 @@ def test_benchmark_quick_smoke():
     for key in ("speedup_vs_loop", "seconds_batched", "loop_seconds_extrapolated", "note"):
         assert key in out
     assert out["max_abs_diff_batched_vs_loop"] < 1e-5
+
+
+def test_word_init_starts_at_the_zero_shot_prompt_and_then_learns(clip):
+    """prompt_init: every label starts exactly as CLIP's "a video of a {label}"; after one step the
+    LLM-conditioned part is live (gradients reach the prefixes)."""
+    torch.manual_seed(0)
+    model, tokenizer = tiny_t5()
+    llm = create_llm(LLMConfig(backend="seq2seq", n_prefixes=2, k_attributes=2, l_tokens=3), model, tokenizer)
+    enc = LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=4, prompt_init="a video of a"))
+    labels = LABELS[:3]
+    with torch.no_grad():
+        plain = clip.encode_text(clip.tokenize([f"a video of a {label}" for label in labels]), normalize=True)
+        torch.testing.assert_close(enc(labels), plain, atol=1e-5, rtol=0)
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(2):
+        opt.zero_grad(set_to_none=True)
+        enc(labels)[:, 0].sum().backward()
+        grad = enc.llm.prefixes.grad
+        if step == 0:
+            assert grad is None or grad.abs().sum() == 0  # zero readout: nothing reaches the LLM yet
+        else:
+            assert grad is not None and grad.abs().sum() > 0
+        opt.step()
+    assert enc.prompt_transformer.proj_out.weight.abs().sum() > 0
+
+    with pytest.raises(ValueError, match="prompt_len=3"):
+        LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=3, prompt_init="a video of a"))

@@ -14,7 +14,7 @@ import torch
 
 from ovc.config import load_config
 from ovc.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
-from ovc.train.loop import run_dir, run_fingerprint, train_method
+from ovc.train.loop import run_dir, run_fingerprint, train_method, train_methods
 from tests.helpers import REPO_ROOT, tiny_overrides
 
 
@@ -118,14 +118,18 @@ def test_killed_process_resumes_to_identical_weights(tiny_project, tmp_path):
 
 @pytest.mark.slow
 def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
-    """Ray Train TorchTrainer, 2 CPU workers (gloo): loss falls; stop after epoch 1 + resume == straight run."""
+    """Ray Train TorchTrainer, 2 CPU workers (gloo), two methods in one worker group: loss falls;
+    stop after epoch 1 + resume == straight run."""
     pytest.importorskip("ray.train.torch", reason="ray[train] is a core dependency; its absence is an install error")
     extra = ("train.num_workers=2", "train.epochs=3", "train.max_steps_per_epoch=2", "train.lr=0.003", "train.warmup_steps=0")
     cfg = _cfg(tiny_project, *extra)
     try:
-        train_method(cfg, "ours", stop_after_epochs=1)
+        train_methods(cfg, ["ours", "coop"], stop_after_epochs=1)  # one fit, both methods interrupted
         assert latest_checkpoint(run_dir(cfg, "ours")).name == "epoch_0001"
-        resumed = train_method(cfg, "ours")
+        assert latest_checkpoint(run_dir(cfg, "coop")).name == "epoch_0001"
+        both = train_methods(cfg, ["ours", "coop"])
+        assert [h["epoch"] for h in both["coop"]["history"]] == [1, 2, 3]
+        resumed = both["ours"]
         losses = [h["loss"] for h in resumed["history"]]
         assert len(losses) == 3 and losses[-1] < losses[0], losses
         d = run_dir(cfg, "ours")
@@ -189,3 +193,18 @@ def test_ray_payload_paths_are_absolute(tmp_path, monkeypatch):
     assert abs_cfg.paths.data == str(tmp_path / "data")
     assert abs_cfg.clip.pretrained == f"local-dir:{tmp_path / 'weights'}"
     assert _absolute_paths(load_config(REPO_ROOT / "params.yaml", ["clip.pretrained=openai"])).clip.pretrained == "openai"
+
+
+@pytest.mark.slow
+def test_feature_cache_bench_quick_reports_side_by_side():
+    """`ovc bench feature_cache --quick`: frames and cache epochs of each method, measured in one run."""
+    from ovc.bench.features import bench_feature_cache
+
+    out = bench_feature_cache(quick=True)
+    assert out["methods"] == ["ours", "coop"]
+    for method in out["methods"]:
+        row = out["epoch_seconds_by_method"][method]
+        assert row["from_frames"] > 0 and row["from_cache"] > 0
+        assert out["speedup_by_method"][method] == pytest.approx(row["from_frames"] / row["from_cache"], rel=1e-2)
+    assert out["speedup"] == pytest.approx(out["epoch_seconds_from_frames"] / out["epoch_seconds_from_cache"], rel=1e-2)
+    assert out["video_side_speedup"] > 0 and out["cache_build_seconds"] > 0
