@@ -186,21 +186,27 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         config: ``{"cfg": Config as dict, "methods": [{"method": name, "fingerprint": digest}, ...],
             "stop_after_epochs": int|None}``.
     """
+    import functools
+
+    from ovc.train.features import FeatureCache
+
     cfg = config_from_dict(config["cfg"])
     if cfg.train.threads_per_worker > 0:
         torch.set_num_threads(cfg.train.threads_per_worker)
+    load_features = functools.cache(lambda: FeatureCache.load(cfg))  # read once per worker, shared by the methods that use it
     results = {}
     for job in config["methods"]:
-        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"))
+        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features)
     return results
 
 
-def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None) -> dict[str, Any]:
-    """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs."""
+def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features) -> dict[str, Any]:
+    """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
+    ``load_features()`` returns the feature cache (called only when the method trains from it)."""
     from ovc.models.build import build_method, method_clip
     from ovc.train.batching import MultiLabelCollator
     from ovc.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-    from ovc.train.features import FeatureCache, uses_frozen_trunk
+    from ovc.train.features import uses_frozen_trunk
 
     tcfg = cfg.train
     dist = _dist()
@@ -219,7 +225,7 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
     collator = MultiLabelCollator(data.vocabulary, cfg.loss.labels_per_video, seed=tcfg.seed, frames_key="index")
     cache = None
     if cfg.features.enabled and uses_frozen_trunk(method):
-        cache = FeatureCache.load(cfg)
+        cache = load_features()
         if rank == 0:
             log.info("%s: training from the feature cache (fixed %s frames)", method_name, cfg.reader.eval_sampling)
 
@@ -372,12 +378,14 @@ def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None
             shutil.rmtree(out)  # another configuration's run (or debris): never resume it
         jobs.append({"method": method, "fingerprint": fingerprint})
     payload = {"cfg": asdict(_absolute_paths(cfg)), "methods": jobs, "stop_after_epochs": stop_after_epochs}
-    result = train_worker(payload) if cfg.train.num_workers <= 0 else _fit_with_ray(payload, cfg)
+    if cfg.train.num_workers <= 0:
+        train_worker(payload)
+    else:
+        _fit_with_ray(payload, cfg)
     summary = {}
-    for job in jobs:
+    for job in jobs:  # rank 0 wrote each method's history.json beside its weights
         method = job["method"]
-        history_path = run_dir(cfg, method) / "history.json"
-        history = json.loads(history_path.read_text()) if history_path.exists() else result.get(method, {}).get("history", [])
+        history = json.loads((run_dir(cfg, method) / "history.json").read_text())
         summary[method] = {"method": method, "history": history, "run_dir": str(run_dir(cfg, method))}
     return summary
 
@@ -399,7 +407,7 @@ def _absolute_paths(cfg: Config) -> Config:
     )
 
 
-def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> dict[str, Any]:
+def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> None:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -423,7 +431,6 @@ def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> dict[str, Any]:
         ),
     )
     trainer.fit()
-    return {}  # rank 0 wrote each method's history.json and weights
 
 
 _WORKER_ENV = (
