@@ -1,0 +1,41 @@
+"""dvc.yaml and the code agree on every path: outs and metrics of each stage = ovc.paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ovc.paths import DataLayout, stage_outputs
+from ovc.pipeline import STAGES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _entries(items) -> list[str]:
+    """dvc.yaml list entries are plain paths or {path: {options}}."""
+    out = []
+    for item in items or []:
+        out.append(next(iter(item)) if isinstance(item, dict) else item)
+    return sorted(out)
+
+
+def test_dvc_yaml_outs_and_metrics_are_the_layout():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    expected = stage_outputs(DataLayout(Path("data")))
+    assert list(stages) == list(STAGES) == list(expected)  # same stages, pipeline order
+    for name, spec in stages.items():
+        want = expected[name]
+        assert _entries(spec.get("outs")) == sorted(p.as_posix() for p in want["outs"]), name
+        assert _entries(spec.get("metrics")) == sorted(p.as_posix() for p in want["metrics"]), name
+
+
+def test_layout_follows_the_configured_root(tmp_path):
+    from ovc.config import load_config
+
+    cfg = load_config(REPO / "params.yaml", [f"paths.data={tmp_path}"])
+    layout = DataLayout.of(cfg)
+    assert layout.clean_manifest == tmp_path / "clean" / "manifest.parquet"
+    assert layout.run_dir("ours") == tmp_path / "models" / "trained" / "ours"
+    every = [p for outs in stage_outputs(layout).values() for kind in outs.values() for p in kind]
+    assert all(p.is_relative_to(tmp_path) for p in every)
