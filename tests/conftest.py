@@ -19,6 +19,9 @@ import pytest  # noqa: E402
 
 from tests.helpers import REPO_ROOT, build_tiny_project, tiny_overrides  # noqa: E402,F401
 
+# fixtures of a tiny published model, shared by the registry, infer, stages and flows tests
+pytest_plugins = ["tests.fixtures_published"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads():

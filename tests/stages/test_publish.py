@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.code.conftest import PUBLISH_THRESHOLD, make_trained_files, project_config, write_metrics
+from tests.fixtures_published import PUBLISH_THRESHOLD, make_trained_files, project_config, write_metrics
 
 pytestmark = pytest.mark.slow  # builds a tiny project and loads MiniLM
 

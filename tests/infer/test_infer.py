@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.code.conftest import PUBLISH_THRESHOLD
+from tests.fixtures_published import PUBLISH_THRESHOLD
 
 pytestmark = pytest.mark.slow  # uses the published tiny project (MiniLM + tiny CLIP)
 

@@ -1,4 +1,6 @@
-"""Fixtures of the publish/inference tests: a tiny project published into a SQLite registry.
+"""Fixtures of the publish/registry/inference tests: a tiny project published into a SQLite registry.
+
+Loaded for the whole suite by ``pytest_plugins`` in tests/conftest.py.
 
 The "trained" weights are the initial weights of ``ours`` saved as ``final.safetensors`` and the
 metrics file carries a fixed calibrated threshold: publishing and inference only need files of the
