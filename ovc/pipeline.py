@@ -15,9 +15,9 @@ from ovc.config import Config
 
 # stage name -> "module:function"; order = pipeline order (DVC's dvc.yaml mirrors it)
 STAGES: dict[str, str] = {
-    "ingest": "ovc.data.ingest:ingest",
-    "clean": "ovc.data.clean:clean",
-    "bootstrap_clip": "ovc.train.bootstrap:bootstrap_clip",
+    "ingest": "ovc.stages.ingest:ingest",
+    "clean": "ovc.stages.clean:clean",
+    "bootstrap_clip": "ovc.stages.bootstrap_clip:bootstrap_clip",
     "synth_labels": "ovc.synth.stage:synth_labels",
     "features": "ovc.train.features:features",
     "train": "ovc.train.loop:train",

@@ -1,5 +1,5 @@
-"""Stage ``clean``: validate the ingested tables and remove the labels that destabilise training
-(paper §4.1).
+"""The ``clean`` stage's pure core (:mod:`ovc.stages.clean` does its I/O): validate the ingested
+tables and remove the labels that destabilise training (paper §4.1).
 
 The paper removes YouTube-8M's video-game titles (771 of 3862 labels, a "Games" vertical) and the
 least frequent labels from the training vocabulary. Here:
@@ -29,15 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from ovc.config import Config
 from ovc.data.manifest import (
-    atomic_write_json,
     normalize_labels,
-    read_manifest,
-    read_vocabulary,
-    rebase_paths,
-    write_manifest,
-    write_vocabulary,
 )
 from ovc.data.schemas import (
     MANIFEST_SCHEMA,
@@ -154,7 +147,7 @@ def clean_tables(
     return out, vocab_out, report
 
 
-def _filter_attributes(path: Path, keep: set[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
+def filter_attributes(path: Path, keep: set[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Entries of ``attributes.json`` for kept labels; malformed entries are skipped and counted."""
     if not path.is_file():
         return {}, {"present": 0, "kept": 0, "dropped": 0, "invalid": 0}
@@ -174,41 +167,3 @@ def _filter_attributes(path: Path, keep: set[str]) -> tuple[dict[str, list[str]]
         log.warning("%s: skipped %d malformed entries: %s", path, len(invalid), sorted(invalid)[:10])
     stats = {"present": 1, "kept": len(out), "dropped": len(data) - len(out) - len(invalid), "invalid": len(invalid)}
     return dict(sorted(out.items())), stats
-
-
-def clean(cfg: Config) -> dict[str, Any]:
-    """Stage ``clean``: ``{data}/raw`` -> ``{data}/clean`` (see the module docstring).
-
-    Returns the report (also written to ``{data}/clean/report.json``) plus the output paths.
-    """
-    data = Path(cfg.paths.data)
-    raw, out_dir = data / "raw", data / "clean"
-    manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True)
-    vocab = read_vocabulary(raw / "vocabulary.parquet")
-
-    manifest_out, vocab_out, report = clean_tables(
-        manifest, vocab, cfg.clean.min_count, list(cfg.clean.drop_verticals)
-    )
-    manifest_out["path"] = rebase_paths(manifest_out["path"], raw, out_dir)
-    attributes, attr_stats = _filter_attributes(raw / "attributes.json", set(vocab_out["label"]))
-    report["attributes"] = attr_stats
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(manifest_out, out_dir / "manifest.parquet")
-    write_vocabulary(vocab_out, out_dir / "vocabulary.parquet")
-    atomic_write_json(out_dir / "attributes.json", attributes)
-    atomic_write_json(out_dir / "report.json", report)
-
-    v, d = report["videos"], report["labels_dropped"]
-    log.info(
-        "clean: videos %d -> %d; labels dropped: %d vertical, %d under min_count=%d, %d unknown",
-        v["before"]["total"], v["after"]["total"], d["vertical"]["count"], d["min_count"]["count"],
-        cfg.clean.min_count, d["not_in_vocabulary"]["count"],
-    )
-    return {
-        **report,
-        "outputs": {
-            name: str(out_dir / name)
-            for name in ("manifest.parquet", "vocabulary.parquet", "attributes.json", "report.json")
-        },
-    }

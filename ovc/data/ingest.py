@@ -1,14 +1,4 @@
-"""Stage ``ingest``: a dataset adapter writes the raw manifest, vocabulary, attributes and videos.
-
-Outputs (under ``Path(cfg.paths.data) / "raw"``)::
-
-    videos/*.mp4          the clips (paths in the manifest are relative to raw/)
-    manifest.parquet      one row per video (video_id, path, labels, split, source, caption)
-    vocabulary.parquet    one row per (vocab, label): label, vertical, kind, vocab
-    attributes.json       {label: [short visual descriptions]} (fixed-LLM-attribute baseline)
-
-The stage is idempotent and atomic: the adapter writes into a fresh temp folder next to raw/,
-which then replaces raw/ as a whole (a crash leaves the previous raw/ untouched).
+"""Dataset adapters of the ``ingest`` stage (:mod:`ovc.stages.ingest` runs them atomically).
 
 Adapters are registered in :data:`ADAPTERS` by dotted path (``"module:function"``), each
 ``fn(cfg: Config, out_dir: Path) -> dict`` writing the four outputs into ``out_dir`` and
@@ -21,9 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import shutil
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ovc.config import Config
+from ovc.data.adapters.common import IngestError
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +35,6 @@ ADAPTERS: dict[str, str] = {
 MIX_ADAPTER = "ovc.data.adapters.common:ingest_mix"  # ingest.source "a,b,...": several datasets in one manifest
 
 
-class IngestError(ValueError):
-    """Bad ingest request (unknown source, ...); the message names the item and the options."""
-
-
 def get_adapter(source: str) -> Callable[[Config, Path], dict[str, Any]]:
     """The adapter function registered for ``source`` (IngestError lists the known ones); a
     comma-separated list of dataset sources ("youtube8m,kinetics") gets the mixing adapter."""
@@ -65,49 +49,6 @@ def get_adapter(source: str) -> Callable[[Config, Path], dict[str, Any]]:
         raise IngestError(f"unknown ingest.source {source!r}; known sources: {', '.join(sorted(ADAPTERS))}")
     module, fn = ADAPTERS[source].split(":")
     return getattr(importlib.import_module(module), fn)
-
-
-def _swap_dir(new: Path, target: Path) -> None:
-    """Replace ``target`` by ``new`` (two renames; the old tree is deleted afterwards)."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def ingest(cfg: Config) -> dict[str, Any]:
-    """Run the ``cfg.ingest.source`` adapter into ``<data>/raw`` atomically; returns its summary.
-
-    Args:
-        cfg: whole config (uses ``paths.data``, ``ingest.*`` and the adapter's own section).
-    """
-    adapter = get_adapter(cfg.ingest.source)
-    raw = Path(cfg.paths.data) / "raw"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    tmp = raw.with_name(f".{raw.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    t0 = time.perf_counter()
-    try:
-        summary = adapter(cfg, tmp)
-        _swap_dir(tmp, raw)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    summary = {
-        "source": cfg.ingest.source,
-        "out_dir": str(raw),
-        "manifest": str(raw / "manifest.parquet"),
-        "vocabulary": str(raw / "vocabulary.parquet"),
-        "attributes": str(raw / "attributes.json"),
-        **summary,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    log.info("ingest %s: %s videos -> %s", cfg.ingest.source, summary.get("videos"), raw)
-    return summary
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ovc.config import ClipConfig, Config
-
-BOOTSTRAP_DIR = Path("models") / "bootstrap_clip"  # relative to cfg.paths.data
+from ovc.paths import DataLayout
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -20,7 +19,7 @@ class MissingWeightsError(FileNotFoundError):
 
 
 def bootstrap_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / BOOTSTRAP_DIR
+    return DataLayout.of(cfg).bootstrap_clip
 
 
 def resolve_clip_config(cfg: Config) -> ClipConfig:
@@ -42,7 +41,7 @@ def training_inputs_digest(cfg: Config) -> bytes:
     and training checkpoints are made from (part of their fingerprints)."""
     import hashlib
 
-    files = [Path(cfg.paths.data) / "clean" / "manifest.parquet"]
+    files = [DataLayout.of(cfg).clean_manifest]
     pretrained = resolve_clip_config(cfg).pretrained
     if pretrained.startswith("local-dir:"):
         files += sorted(p for p in Path(pretrained[len("local-dir:"):]).glob("*") if p.is_file())

@@ -49,16 +49,11 @@ colour 17%, scene 17%, colour x shape 2.8%):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -66,11 +61,10 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from ovc.config import BootstrapConfig, ClipConfig, Config
+from ovc.config import BootstrapConfig, ClipConfig
 from ovc.data.synthworld import WORLD, World
 from ovc.data.video import normalize_frames
-from ovc.models.pretrained import bootstrap_dir
-from ovc.models.clip import ClipModel, create_clip, save_clip_local_dir
+from ovc.models.clip import ClipModel, create_clip
 from ovc.train.bootstrap_data import EVAL_STREAM_OFFSET, render_frames, render_pool  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -358,86 +352,13 @@ def train_clip(
         torch.set_num_threads(prev_threads)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _curve_ends(curve: Sequence[float]) -> tuple[float | None, float | None]:
+def curve_ends(curve: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean of a loss curve's first and last k steps (k = a quarter, at most 20); None for an empty
     curve (e.g. no shape-word loss when ``shape_steps = 0`` and ``word_weight = 0``)."""
     if not curve:
         return None, None
     k = max(1, min(20, len(curve) // 4))
     return float(np.mean(curve[:k])), float(np.mean(curve[-k:]))
-
-
-def bootstrap_clip(cfg: Config) -> dict[str, Any]:
-    """Stage ``bootstrap_clip``: train the offline default's CLIP and save it as ``local-dir``.
-
-    Writes ``<data>/models/bootstrap_clip/`` (``open_clip_config.json`` + safetensors weights,
-    loadable with ``ClipConfig(model=cfg.clip.model, pretrained="local-dir:<dir>")``) and
-    ``zero_shot.json`` (zero-shot accuracies, chance levels, loss curve summary, timing). The
-    directory is replaced atomically (built next to it, then renamed).
-
-    Returns:
-        summary: ``out_dir``, ``model``, ``steps``, ``loss_first``/``loss_last`` (caption loss),
-        ``shape_loss_first``/``shape_loss_last`` (image <-> shape-word loss), timing and
-        zero-shot top-1 per task.
-    """
-    t0 = time.perf_counter()
-    bcfg = cfg.bootstrap
-    out = bootstrap_dir(cfg)  # <data>/models/bootstrap_clip, where resolve_clip_config looks
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clip, hist = train_clip(bcfg, cfg.clip)
-    (loss_first, loss_last), (shape_first, shape_last) = _curve_ends(hist["caption_loss"]), _curve_ends(hist["shape_loss"])
-    metrics = {
-        "model": cfg.clip.model,
-        "zero_shot": hist["zero_shot"],
-        "evals": hist["evals"],
-        "loss_first": loss_first,  # caption (CLIP) loss, from step shape_steps on
-        "loss_last": loss_last,
-        "shape_loss_first": shape_first,  # image <-> shape-word loss, every step
-        "shape_loss_last": shape_last,
-        "loss_curve": hist["loss"][:: max(1, len(hist["loss"]) // 100)],
-        "logit_scale": hist["logit_scale"][-1],
-        "render_s": hist["render_s"],
-        "train_s": hist["train_s"],
-        "steps_per_s": hist["steps_per_s"],
-        "threads": hist["threads"],
-        "params": asdict(bcfg),
-    }
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".bootstrap_clip."))
-    try:
-        save_clip_local_dir(clip, cfg.clip.model, tmp)
-        metrics["wall_s"] = round(time.perf_counter() - t0, 2)
-        _write_json(tmp / METRICS_FILENAME, metrics)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    summary = {
-        "out_dir": str(out),
-        "model": cfg.clip.model,
-        "steps": bcfg.steps,
-        "loss_first": round(metrics["loss_first"], 4),
-        "loss_last": round(metrics["loss_last"], 4),
-        "shape_loss_first": None if shape_first is None else round(shape_first, 4),
-        "shape_loss_last": None if shape_last is None else round(shape_last, 4),
-        "wall_s": metrics["wall_s"],
-        "steps_per_s": metrics["steps_per_s"],
-        **{f"zero_shot_{t}": v["top1"] for t, v in hist["zero_shot"].items()},
-    }
-    log.info("bootstrap_clip: %s", summary)
-    return summary
 
 
 # ``ovc stage bootstrap_clip -S ...`` overrides for a < 1 minute smoke run (tests, CI).

@@ -21,7 +21,8 @@ from ovc.data.adapters.tfrecord import (
     read_tfrecord_features,
     write_tfrecords,
 )
-from ovc.data.ingest import IngestError, ingest
+from ovc.data.ingest import IngestError
+from ovc.stages.ingest import ingest
 from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
 from ovc.data.synthworld import write_mp4
 from ovc.data.video import read_frames
@@ -170,7 +171,7 @@ def test_youtube8m_tfrecords(tmp_path):
 
 
 def test_youtube8m_csv_export_and_clean_drops_games(tmp_path):
-    from ovc.data.clean import clean
+    from ovc.stages.clean import clean
 
     root = tmp_path / "yt"
     root.mkdir()

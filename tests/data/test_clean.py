@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ovc.config import Config
-from ovc.data.clean import clean, clean_tables
+from ovc.data.clean import clean_tables
+from ovc.stages.clean import clean
 from ovc.data.manifest import (
     ManifestSchemaError,
     read_manifest,

@@ -14,7 +14,8 @@ import pytest
 
 from ovc.config import Config
 from ovc.data import synthworld as sw
-from ovc.data.ingest import IngestError, ingest
+from ovc.data.ingest import IngestError
+from ovc.stages.ingest import ingest
 from ovc.data.manifest import read_manifest, read_vocabulary
 from ovc.pipeline import run_stage
 

@@ -14,13 +14,13 @@ from ovc.config import ClipConfig, load_config
 from ovc.data.synthworld import MOTION_WORDS, WORLD
 from ovc.models.clip import create_clip
 from ovc.pipeline import STAGES
+from ovc.stages.bootstrap_clip import bootstrap_clip
 from ovc.train.bootstrap import (
     METRICS_FILENAME,
     QUICK_OVERRIDES,
-    _curve_ends,
+    curve_ends,
     _lr_lambda,
     _prompts,
-    bootstrap_clip,
     caption_words,
     to_model_input,
     train_clip,
@@ -69,9 +69,9 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_curve_ends_and_prompts():
-    assert _curve_ends([4.0, 3.0, 2.0, 1.0]) == (4.0, 1.0)
-    assert _curve_ends([float(i) for i in range(100)]) == (9.5, 89.5)  # 20 steps at each end
-    assert _curve_ends([]) == (None, None)  # no shape-word loss at all
+    assert curve_ends([4.0, 3.0, 2.0, 1.0]) == (4.0, 1.0)
+    assert curve_ends([float(i) for i in range(100)]) == (9.5, 89.5)  # 20 steps at each end
+    assert curve_ends([]) == (None, None)  # no shape-word loss at all
     assert _prompts("colour", ["orange", "red"]) == ["an orange object", "a red object"]
     assert _prompts("shape", ["star"]) == ["a star"] and _prompts("object", ["red star"]) == ["a red star"]
 

@@ -44,6 +44,10 @@ READERS: dict[str, str] = {
 }
 
 
+class IngestError(ValueError):
+    """Bad ingest request (unknown source, ...); the message names the item and the options."""
+
+
 class DatasetFormatError(ValueError):
     """A dataset file that is missing or not in the expected format; the message names the file
     (and row/key) and what was expected."""
@@ -307,8 +311,6 @@ def write_output(cfg: Config, out: AdapterOutput, out_dir: Path) -> dict[str, An
 
 
 def get_reader(source: str):
-    from ovc.data.ingest import IngestError
-
     if source not in READERS:
         raise IngestError(f"unknown ingest source {source!r} in a mix; dataset sources: {', '.join(sorted(READERS))}")
     module, fn = READERS[source].split(":")
