@@ -21,8 +21,8 @@ STAGES: dict[str, str] = {
     "synth_labels": "ovc.synth.stage:synth_labels",
     "features": "ovc.train.features:features",
     "train": "ovc.train.loop:train",
-    "evaluate": "ovc.evaluate.stage:evaluate",
-    "publish": "ovc.registry.publish:publish",
+    "evaluate": "ovc.stages.evaluate:evaluate",
+    "publish": "ovc.stages.publish:publish",
 }
 
 

@@ -1,6 +1,6 @@
 """A published model version, rebuilt from the registry: label and video embeddings for inference.
 
-``publish`` (:mod:`ovc.registry.publish`) stores, with every model version, the full config it was
+``publish`` (:mod:`ovc.stages.publish`) stores, with every model version, the full config it was
 trained and evaluated with and the artifacts it loads from (content-addressed copies of the trained
 weights and of the CLIP directory). :func:`load_published` rebuilds the method from exactly those,
 checks the weights' sha256 against the version's ``checkpoint_digest`` and (by default) the label

@@ -85,7 +85,7 @@ def test_local_random_weights_train_and_evaluate(tmp_path):
     metrics = json.loads((tmp_path / "data" / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["val"]["ours"]["aupr_micro"] <= 1.0
 
-    from ovc.evaluate.stage import load_method
+    from ovc.stages.evaluate import load_method
 
     method = load_method(cfg, "ours", None)
     llms = [m for m in method.modules() if isinstance(m, Seq2SeqLLM)]

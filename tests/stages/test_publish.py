@@ -101,7 +101,7 @@ def test_publish_failure_mid_transaction_leaves_registry_unchanged(published, tm
 
 def test_publish_without_metrics_names_the_missing_file(tiny_project):
     from ovc.pipeline import run_stage
-    from ovc.registry.publish import PublishError
+    from ovc.stages.publish import PublishError
 
     cfg = project_config(tiny_project)
     with pytest.raises(PublishError, match=r"metrics\.json.*ovc stage evaluate"):

@@ -205,7 +205,7 @@ def publish(cfg: Config) -> dict[str, Any]:
 
     Returns the receipt (also written to ``<data>/publish/receipt.json``).
     """
-    from ovc.evaluate.stage import load_method
+    from ovc.stages.evaluate import load_method
     from ovc.infer.published import ARTIFACTS_KEY, encoder_digest
     from ovc.registry.db import open_registry
     from ovc.registry.store import (
