@@ -123,22 +123,6 @@ def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, Split
 # --------------------------------------------------------------------------------------------------
 # Methods
 # --------------------------------------------------------------------------------------------------
-def load_method(cfg: Config, name: str, attributes: dict[str, list[str]] | None = None):
-    """:func:`build_method` plus, for trained methods, ``data/models/trained/<name>/final.safetensors``."""
-    from ovc.models.build import build_method
-    from ovc.train.checkpoint import load_weights
-    from ovc.train.loop import TRAINABLE_METHODS, run_dir
-
-    method = build_method(cfg, name, attributes)
-    if name in TRAINABLE_METHODS:
-        weights = run_dir(cfg, name) / "final.safetensors"
-        if not weights.exists():
-            raise FileNotFoundError(f"{name}: trained weights {weights} not found; run `ovc stage train` first")
-        method.load_state_dict_trainable(load_weights(weights))
-    method.eval()
-    return method
-
-
 @torch.no_grad()
 def embed_videos(method, frames_u8: torch.Tensor, mean, std, batch_size: int) -> torch.Tensor:
     """(V, F, 3, H, W) uint8 -> (V, D) video embeddings, in batches."""
@@ -177,8 +161,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, pr_curve
     from ovc.evaluate.plots import plot_f1_vs_threshold, plot_pr_curves, write_curve, write_pr_curve
     from ovc.evaluate.report import save_scores, write_metrics_json, write_results_tables
-    from ovc.models.baselines import MissingAttributesError
-    from ovc.models.build import method_clip, read_attributes
+    from ovc.models.methods import MissingAttributesError, load_method, method_clip, read_attributes
 
     t0 = time.time()
     torch.manual_seed(cfg.evaluate.seed)

@@ -368,9 +368,8 @@ def build_published(
         MissingArtifactError: a file is missing (names it and what to run).
         DigestMismatchError: weights or label encoder differ from what was published.
     """
-    from ovc.models.baselines import create_method
     from ovc.models.clip import create_clip
-    from ovc.train.checkpoint import load_weights
+    from ovc.models.methods import create_method, load_weights
 
     params = info.params or {}
     if "config" not in params or ARTIFACTS_KEY not in params:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from ovc.models.methods import load_weights  # noqa: F401 (one reader of weights files, shared with evaluate/publish)
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "epoch_"
@@ -68,11 +70,6 @@ def save_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a safetensors file (no pickle involved)."""
-    return load_file(str(path))
 
 
 def save_checkpoint(

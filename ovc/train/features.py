@@ -56,13 +56,6 @@ def cache_fingerprint(cfg: Config) -> str:
     return h.hexdigest()[:16]
 
 
-def uses_frozen_trunk(method) -> bool:
-    """Whether a method's video side is the frozen-trunk VideoEncoder (so it can train from the cache)."""
-    from ovc.models.video_encoder import VideoEncoder
-
-    return isinstance(method.video_encoder, VideoEncoder)
-
-
 def features(cfg: Config) -> dict[str, Any]:
     """Build (``features.enabled``) or clear the cache of the training split's trunk outputs."""
     from safetensors.torch import save_file

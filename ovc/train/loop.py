@@ -36,19 +36,10 @@ import numpy as np
 import torch
 
 from ovc.config import Config, config_from_dict
+from ovc.models.methods import TRAINABLE_METHODS, run_dir  # noqa: F401 (run_dir re-exported for the train API)
 from ovc.train.checkpoint import checkpoint_state, latest_checkpoint
 
 log = logging.getLogger(__name__)
-
-# methods trained by the `train` stage; the frozen baselines have nothing to train
-# (``ours_synth`` = ``ours`` trained with the synthetic labels merged in, paper §4.4)
-TRAINABLE_METHODS = ("ours", "ours_no_temporal", "coop", "dualcoop", "vificlip", "ours_synth")
-
-
-def run_dir(cfg: Config, method: str) -> Path:
-    """Where a method's checkpoints and final weights live (``data/models/trained/<method>``)."""
-    return Path(cfg.paths.data) / "models" / "trained" / method
-
 
 # config that does not change what a run computes (may differ between an interrupted run and its resume)
 _NOT_IN_FINGERPRINT = {"train": ("methods", "progress", "threads_per_worker", "use_gpu"), "paths": ("data",)}
@@ -203,10 +194,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features) -> dict[str, Any]:
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
     ``load_features()`` returns the feature cache (called only when the method trains from it)."""
-    from ovc.models.build import build_method, method_clip
+    from ovc.models.methods import build_method, method_clip, uses_frozen_trunk
     from ovc.train.batching import MultiLabelCollator
     from ovc.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-    from ovc.train.features import uses_frozen_trunk
 
     tcfg = cfg.train
     dist = _dist()

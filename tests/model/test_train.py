@@ -148,7 +148,7 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
 def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     """Training from cached trunk outputs (float32) computes exactly the loss of the frame path."""
     from ovc.config import load_config as _load
-    from ovc.models.build import build_method, method_clip
+    from ovc.models.methods import build_method, method_clip
     from ovc.pipeline import run_stage
     from ovc.train.batching import sample_label_set
     from ovc.train.features import FeatureCache
