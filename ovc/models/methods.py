@@ -159,6 +159,14 @@ def create_method(
         UnknownMethodError: unknown key. MissingAttributesError: ``clip_fixed_attributes`` without
         attributes (None or an empty mapping).
     """
+    from ovc.models.device import fp32_trainable
+
+    # trainable parameters train in fp32 whatever ``clip.precision`` the frozen towers run in
+    return fp32_trainable(_assemble(name, clip, cfg, attributes, llm))
+
+
+def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mapping[str, Sequence[str]] | None,
+              llm: LLMBackend | None) -> Method:
     from ovc.models.baselines import (
         VIDEO_TEMPLATES,
         ContextPromptLabelEncoder,

@@ -57,6 +57,17 @@ def _clone_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
 
+def _to_cpu(obj: Any) -> Any:
+    """A nested state (dicts/lists of tensors) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def save_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write tensors as safetensors atomically (tmp file + rename)."""
     path = Path(path)
@@ -86,7 +97,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
     try:
         save_file(_clone_contiguous(weights), str(tmp / "weights.safetensors"))
-        torch.save(optimizer_state, tmp / "optimizer.pt")
+        torch.save(_to_cpu(optimizer_state), tmp / "optimizer.pt")  # no device in the file: a GPU run resumes on CPU
         (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch}, indent=2, default=float))
         if final.exists():  # a re-run of the same epoch replaces it whole
             shutil.rmtree(final)
