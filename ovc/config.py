@@ -78,6 +78,13 @@ class ReaderConfig:
     train_sampling: str = "random"  # "random" (random offset per segment) | "uniform"
     eval_sampling: str = "uniform"  # deterministic uniform sampling for eval/inference
     max_pixels: int = 4096 * 4096  # refuse decoding frames larger than this (huge-resolution guard)
+    loader_workers: int = 2  # DataLoader processes decoding clips ahead of the model in every stage (0 = decode inline)
+
+
+@dataclass
+class ComputeConfig:
+    device: str = "auto"  # device of every stage's model: auto (the worker's CUDA device when visible, else cpu) | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA: bf16 autocast where supported, else fp16 + GradScaler (trainable params and loss stay fp32); ignored on CPU
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,6 +259,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     synth_labels: SynthLabelsConfig = field(default_factory=SynthLabelsConfig)

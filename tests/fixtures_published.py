@@ -31,27 +31,24 @@ FAST = (
 )
 
 
-def make_trained_files(cfg, threshold: float = PUBLISH_THRESHOLD) -> Path:
-    """``final.safetensors`` of ``ours`` (initial weights, seeded) and a metrics.json with a threshold."""
+def make_trained_files(cfg, threshold: float = PUBLISH_THRESHOLD, method_name: str = "ours") -> Path:
+    """``final.safetensors`` of a method (initial weights, seeded) and a metrics.json with a threshold."""
     import torch
 
-    from ovc.models.baselines import create_method
-    from ovc.models.clip import create_clip
-    from ovc.models.pretrained import resolve_clip_config
+    from ovc.models.methods import build_method, run_dir
     from ovc.train.checkpoint import save_weights
-    from ovc.train.loop import run_dir
 
     torch.manual_seed(0)
-    method = create_method("ours", create_clip(resolve_clip_config(cfg)), cfg)
-    weights = save_weights(method.state_dict_trainable(), run_dir(cfg, "ours") / "final.safetensors")
-    write_metrics(cfg, threshold)
+    method = build_method(cfg, method_name)
+    weights = save_weights(method.state_dict_trainable(), run_dir(cfg, method_name) / "final.safetensors")
+    write_metrics(cfg, threshold, method_name)
     return weights
 
 
-def write_metrics(cfg, threshold: float | None) -> Path:
+def write_metrics(cfg, threshold: float | None, method_name: str = "ours") -> Path:
     path = Path(cfg.paths.data) / "eval" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"val": {"ours": {"aupr_micro": 0.5, "calibrated_threshold": threshold}},
+    path.write_text(json.dumps({"val": {method_name: {"aupr_micro": 0.5, "calibrated_threshold": threshold}},
                                 "calibrated_threshold": threshold}))
     return path
 

@@ -35,7 +35,7 @@ def _offline_model(device: str = "cpu"):
 
     from ovc.config import Config
     from ovc.infer.published import PublishedModel
-    from ovc.models.baselines import create_method
+    from ovc.models.methods import create_method
     from ovc.models.clip import create_clip
 
     cfg = Config()

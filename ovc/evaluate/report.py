@@ -32,6 +32,7 @@ import numpy as np
 
 from ovc.evaluate.metrics import check_inputs
 from ovc.evaluate.plots import atomic_write_bytes
+from ovc.models.methods import DISPLAY_NAMES
 
 __all__ = [
     "METRIC_KEYS",
@@ -67,18 +68,9 @@ METRIC_TITLES = {
     "f1_at_calibrated": "F1 at the calibrated global threshold (paper §4.5)",
 }
 
-#: Method keys (as the evaluate stage names them) -> row names, in the paper's row order.
-METHOD_DISPLAY_NAMES = {
-    "clip_classname": "CLIP with Class name Prompt",
-    "clip_templates": "CLIP with Prompt Templates",
-    "clip_fixed_attributes": "CLIP with Fixed LLM Prompts",
-    "coop": "CoOp*",
-    "dualcoop": "DualCoOp*",
-    "vificlip": "ViFi-CLIP*",
-    "ours_no_temporal": "Ours: CLIP + Learnable LLM Prompts",
-    "ours": "Ours: + Temporal Modeling",
-    "ours_synth": "Ours: + Synthetic Labels",
-}
+#: Method keys (as the evaluate stage names them) -> row names, in the paper's row order
+#: (from the one method registry, :data:`ovc.models.methods.METHODS`).
+METHOD_DISPLAY_NAMES = dict(DISPLAY_NAMES)
 
 #: Split keys -> column names; known closed splits first, then open ones.
 SPLIT_DISPLAY_NAMES = {

@@ -11,13 +11,13 @@ stored ones (paper §3, Fig. 2b: f_t(ℓ) precomputed, classification = one matr
     model.encode_labels(["red car", "running"])           # (2, D) float32, unit norm
     out = model.embed_videos(["a.mp4", "b.mp4"])           # out.embeddings (2, D), out.errors [None, "..."]
 
-Decoding overlaps encoding (:meth:`PublishedModel.iter_embeddings`): a thread pool decodes the next
-videos (decord and PyAV release the GIL while decoding) while the main thread runs the video encoder.
+Decoding overlaps encoding (:meth:`PublishedModel.iter_embeddings`): DataLoader worker processes
+(:mod:`ovc.data.loader`, the data path every stage shares) decode the next videos while the main
+process runs the video encoder on the model's device.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import json
@@ -25,7 +25,6 @@ import logging
 import os
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,52 +232,42 @@ class PublishedModel:
         """
         import torch
 
-        from ovc.data.video import normalize_frames
+        from ovc.data.loader import to_model_input
+        from ovc.models.device import autocast
 
         if frames.dim() != 5:
             raise ValueError(f"frames must be (B, F, 3, H, W), got {tuple(frames.shape)}")
-        with torch.inference_mode():
-            x = frames.to(self.device)
-            if x.dtype == torch.uint8:
-                x = normalize_frames(x, self.image_mean, self.image_std)
+        device = torch.device(self.device)
+        with torch.inference_mode(), autocast(device, self.cfg.compute.amp):
+            if frames.dtype == torch.uint8:
+                x = to_model_input(frames, device, self.image_mean, self.image_std)  # moved as uint8, normalised there
+            else:
+                x = frames.to(device)
             emb = self.method.encode_videos(x)  # (B, D)
         return emb.float().cpu().numpy()
 
     def iter_decoded(
         self, paths: Sequence[str | os.PathLike], workers: int = 2, prefetch: int = 0
     ) -> Iterator[tuple[int, torch.Tensor | None, str | None]]:
-        """Decode videos in input order, ``workers`` threads ahead of the consumer.
+        """Decode videos in input order, ``workers`` DataLoader processes ahead of the consumer
+        (the one video data path, :mod:`ovc.data.loader`; ``reader.max_pixels`` honoured).
 
         Yields ``(index, frames or None, error or None)``; a bad file yields its error and the run
         goes on. At most ``prefetch`` (default ``4 * workers``) decoded clips wait in memory.
         """
-        from ovc.data.video import VideoReadError
+        from ovc.data.loader import ClipLoader
 
-        def decode(i: int) -> tuple[torch.Tensor | None, str | None]:
-            try:
-                return self.read_video(paths[i]), None
-            except VideoReadError as e:
-                return None, str(e)
-            except Exception as e:  # noqa: BLE001 - one odd file never stops the run
-                return None, f"{paths[i]}: cannot read ({type(e).__name__}: {e})"
-
-        if workers <= 0:
-            for i in range(len(paths)):
-                yield (i, *decode(i))
+        if len(paths) == 0:
             return
         window = max(prefetch or 4 * workers, 1)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ovc-decode") as pool:
-            pending: collections.deque[tuple[int, Future]] = collections.deque()
-            nxt = 0
-            while nxt < len(paths) and len(pending) < window:
-                pending.append((nxt, pool.submit(decode, nxt)))
-                nxt += 1
-            while pending:
-                i, fut = pending.popleft()
-                if nxt < len(paths):
-                    pending.append((nxt, pool.submit(decode, nxt)))
-                    nxt += 1
-                yield (i, *fut.result())
+        loader = ClipLoader.from_config(self.cfg, [str(p) for p in paths], stage="classify", num_workers=workers,
+                                        device=self.device)
+        loader.prefetch = max(1, window // max(workers, 1))
+        for batch in loader.batches([[i] for i in range(len(paths))]):  # one clip per item: yields keep input order
+            for f in batch.failures:
+                yield f.index, None, f.message
+            if batch.frames is not None:
+                yield batch.indices[0], batch.frames[0], None
 
     def iter_embeddings(
         self, paths: Sequence[str | os.PathLike], batch_size: int = 16, workers: int = 2
@@ -368,9 +357,8 @@ def build_published(
         MissingArtifactError: a file is missing (names it and what to run).
         DigestMismatchError: weights or label encoder differ from what was published.
     """
-    from ovc.models.baselines import create_method
     from ovc.models.clip import create_clip
-    from ovc.train.checkpoint import load_weights
+    from ovc.models.methods import create_method, load_weights
 
     params = info.params or {}
     if "config" not in params or ARTIFACTS_KEY not in params:

@@ -32,7 +32,6 @@ product, so the registry and evaluator need nothing special (``Method.unit_norm_
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -40,11 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovc.config import BaselinesConfig, Config
 from ovc.models.clip import ClipModel
-from ovc.models.label_encoder import create_label_encoder
-from ovc.models.llm import LLMBackend
-from ovc.models.video_encoder import VideoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +54,6 @@ VIDEO_TEMPLATES: tuple[str, ...] = (
     "a photo of {label}.",
     "{label}.",
 )
-
-
-class MissingAttributesError(ValueError):
-    """``clip_fixed_attributes`` needs the attributes JSON ({label: [descriptions]}) and got none."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,7 +214,7 @@ class Method(nn.Module):
     """A (label encoder, video encoder) pair: what the trainer trains and the evaluator scores.
 
     Args:
-        name: method name (see :data:`METHODS`).
+        name: method key (see :data:`ovc.models.methods.METHODS`, which builds every method).
         label_encoder: module ``(labels: list[str]) -> (L, D)``.
         video_encoder: module ``(frames (B, F, 3, H, W)) -> (B, D)``.
         unit_norm_labels: whether label embeddings are unit norm (False for DualCoOp*).
@@ -279,68 +270,3 @@ class Method(nn.Module):
         if missing or unexpected:
             raise KeyError(f"{self.name}: trainable state mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
         self.load_state_dict(dict(state), strict=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# Factory
-# --------------------------------------------------------------------------------------------------
-METHODS: tuple[str, ...] = (
-    "ours",
-    "ours_no_temporal",
-    "clip_classname",
-    "clip_templates",
-    "clip_fixed_attributes",
-    "coop",
-    "dualcoop",
-    "vificlip",
-)
-
-
-def create_method(
-    name: str,
-    clip: ClipModel,
-    cfg: Config | None = None,
-    attributes: Mapping[str, Sequence[str]] | None = None,
-    llm: LLMBackend | None = None,
-) -> Method:
-    """Build a method by name around ``clip`` (paper §4.2).
-
-    Give each method its own ``ClipModel``: ``vificlip`` unlocks the CLIP it gets, the others keep
-    it frozen (``VideoEncoder`` locks it).
-
-    Args:
-        name: one of :data:`METHODS`.
-        clip: the CLIP model (bootstrapped or real weights).
-        cfg: the whole config (``llm``, ``label_encoder``, ``video_encoder``, ``baselines``).
-        attributes: {label: [descriptions]} for ``clip_fixed_attributes``.
-        llm: prebuilt LLM backend for ``ours*`` (default: ``create_llm(cfg.llm)``).
-
-    Raises:
-        ValueError: unknown name. MissingAttributesError: ``clip_fixed_attributes`` without attributes.
-    """
-    cfg = cfg or Config()
-    b: BaselinesConfig = cfg.baselines
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    if name == "vificlip":
-        unlock_clip(clip)
-        return Method(name, PromptLabelEncoder(clip, [b.classname_template]), FrameMeanVideoEncoder(clip))
-
-    temporal = name == "ours"
-    video = VideoEncoder(clip, dataclasses.replace(cfg.video_encoder, use_temporal=temporal and cfg.video_encoder.use_temporal))
-    if name in ("ours", "ours_no_temporal"):
-        return Method(name, create_label_encoder(cfg, clip, llm=llm), video)
-    if name == "clip_classname":
-        return Method(name, PromptLabelEncoder(clip, [b.classname_template]), video)
-    if name == "clip_templates":
-        return Method(name, PromptLabelEncoder(clip, VIDEO_TEMPLATES), video)
-    if name == "clip_fixed_attributes":
-        if attributes is None:
-            raise MissingAttributesError(
-                "clip_fixed_attributes needs the attributes JSON {label: [descriptions]} (data/clean/attributes.json); "
-                "with no generative LLM offline, skip this baseline when the file is absent"
-            )
-        return Method(name, FixedAttributeLabelEncoder(clip, attributes, b.classname_template, b.attribute_template), video)
-    if name == "coop":
-        return Method(name, ContextPromptLabelEncoder(clip, b.n_ctx, b.ctx_init), video)
-    return Method(name, DualContextLabelEncoder(clip, b.n_ctx, b.ctx_init), video, unit_norm_labels=False)  # dualcoop

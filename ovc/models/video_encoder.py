@@ -161,6 +161,10 @@ class VideoFeatures(NamedTuple):
     embeds: torch.Tensor  # (B, F, D) unit-norm CLIP frame embeddings
     tokens: torch.Tensor  # (B, F, T, 1+N, W) tokens entering the last T CLIP resblocks (or (B, F, 0))
 
+    def to(self, device) -> "VideoFeatures":
+        """Both tensors on ``device`` (cached features live on the CPU until a step needs them)."""
+        return VideoFeatures(self.embeds.to(device, non_blocking=True), self.tokens.to(device, non_blocking=True))
+
 
 class VideoEncoder(nn.Module):
     """Frozen CLIP ViT + parallel temporal branch -> L2-normalised video embeddings (paper §3.2).
@@ -230,6 +234,15 @@ class VideoEncoder(nn.Module):
         if self.training:
             return float(torch.rand(()).item()) * lam
         return float(self.cfg.eval_alpha) if self.cfg.eval_alpha is not None else lam / 2
+
+    def sample_alpha(self, generator: torch.Generator) -> float | None:
+        """One training α ~ U(0, λ) from ``generator`` (the trainer seeds it per step, identically on
+        every data-parallel worker, so all replicas interpolate with the same α); None when the
+        regularisation is off or the encoder is in eval mode (then :meth:`resolve_alpha` decides)."""
+        lam = self.cfg.weight_reg_lambda
+        if not self.training or lam <= 0 or not self.cfg.use_temporal:
+            return None
+        return float(torch.rand((), generator=generator).item()) * lam
 
     def _interpolated(self, t: int, alpha: float) -> dict[str, torch.Tensor]:
         """α·θ_ft + (1−α)·θ_frozen of block t's spatial layer (θ_frozen = CLIP resblock's own tensors)."""

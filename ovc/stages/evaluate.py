@@ -69,25 +69,27 @@ class SplitData:
         return t
 
     def load_frames(self, cfg: Config) -> None:
-        """Decode every video once (uniform sampling); unreadable videos are reported and dropped."""
+        """Decode every video once (uniform sampling, ``reader.loader_workers`` processes ahead);
+        unreadable videos are reported (warning naming the file, ``skipped``) and dropped."""
         from tqdm.auto import tqdm
 
-        from ovc.data.video import VideoReadError, read_frames
+        from ovc.data.loader import ClipLoader
 
+        loader = ClipLoader.from_config(cfg, self.paths, stage=f"evaluate {self.name}")
         frames, keep = [], []
-        for i, path in enumerate(tqdm(self.paths, desc=f"decode {self.name}", leave=False, disable=None)):
-            try:
-                frames.append(read_frames(path, cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling))
-                keep.append(i)
-            except VideoReadError as e:
-                self.skipped.append((path, str(e)))
-                log.warning("evaluate %s: skipping %s", self.name, e)
+        n = len(self.paths)
+        for batch in tqdm(loader.sequential(cfg.evaluate.batch_size), total=-(-n // cfg.evaluate.batch_size),
+                          desc=f"decode {self.name}", leave=False, disable=None):
+            if batch.frames is not None:
+                frames.append(batch.frames)
+                keep += batch.indices
+        self.skipped = [(f.path, f.message) for f in loader.failures]
         if not frames:
             raise ValueError(f"split {self.name!r}: no readable video")
         self.paths = [self.paths[i] for i in keep]
         self.video_ids = [self.video_ids[i] for i in keep]
         self.positives = [self.positives[i] for i in keep]
-        self.frames = torch.stack(frames)  # V x (F, 3, H, W) -> (V, F, 3, H, W)
+        self.frames = torch.cat(frames)  # batches of (B, F, 3, H, W) -> (V, F, 3, H, W) uint8
 
 
 def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
@@ -123,31 +125,19 @@ def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, Split
 # --------------------------------------------------------------------------------------------------
 # Methods
 # --------------------------------------------------------------------------------------------------
-def load_method(cfg: Config, name: str, attributes: dict[str, list[str]] | None = None):
-    """:func:`build_method` plus, for trained methods, ``data/models/trained/<name>/final.safetensors``."""
-    from ovc.models.build import build_method
-    from ovc.train.checkpoint import load_weights
-    from ovc.train.loop import TRAINABLE_METHODS, run_dir
-
-    method = build_method(cfg, name, attributes)
-    if name in TRAINABLE_METHODS:
-        weights = run_dir(cfg, name) / "final.safetensors"
-        if not weights.exists():
-            raise FileNotFoundError(f"{name}: trained weights {weights} not found; run `ovc stage train` first")
-        method.load_state_dict_trainable(load_weights(weights))
-    method.eval()
-    return method
-
-
 @torch.no_grad()
-def embed_videos(method, frames_u8: torch.Tensor, mean, std, batch_size: int) -> torch.Tensor:
-    """(V, F, 3, H, W) uint8 -> (V, D) video embeddings, in batches."""
-    from ovc.data.video import normalize_frames
+def embed_videos(method, frames_u8: torch.Tensor, mean, std, batch_size: int, device: torch.device | str = "cpu",
+                 amp: bool = True) -> torch.Tensor:
+    """(V, F, 3, H, W) uint8 (CPU) -> (V, D) float32 video embeddings on ``device``, in batches
+    (each batch is moved to ``device`` as uint8 and normalised there)."""
+    from ovc.data.loader import to_model_input
+    from ovc.models.device import autocast
 
-    out = [
-        method.encode_videos(normalize_frames(frames_u8[i : i + batch_size], mean, std))
-        for i in range(0, len(frames_u8), batch_size)
-    ]
+    device = torch.device(device)
+    out = []
+    for i in range(0, len(frames_u8), batch_size):
+        with autocast(device, amp):
+            out.append(method.encode_videos(to_model_input(frames_u8[i : i + batch_size], device, mean, std)).float())
     return torch.cat(out)
 
 
@@ -163,9 +153,9 @@ def _video_key(method) -> str:
 
 def score_split(method, split: SplitData, video_emb: torch.Tensor, tau: float, batch_size: int) -> np.ndarray:
     """p = σ(s/τ) for every (video, label) pair of the split: (V, L) float32."""
-    label_emb = method.embed_vocabulary(split.vocab, batch_size=batch_size)  # (L, D)
-    s = method.score(video_emb, label_emb)  # (V, L)
-    return torch.sigmoid(s / tau).numpy().astype(np.float32)
+    label_emb = method.embed_vocabulary(split.vocab, batch_size=batch_size).float()  # (L, D) on the method's device
+    s = method.score(video_emb.to(label_emb.device), label_emb)  # (V, L)
+    return torch.sigmoid(s / tau).cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,11 +167,13 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, pr_curve
     from ovc.evaluate.plots import plot_f1_vs_threshold, plot_pr_curves, write_curve, write_pr_curve
     from ovc.evaluate.report import save_scores, write_metrics_json, write_results_tables
-    from ovc.models.baselines import MissingAttributesError
-    from ovc.models.build import method_clip, read_attributes
+    from ovc.models.methods import MissingAttributesError, load_method, method_clip, read_attributes
+
+    from ovc.models.device import resolve_device
 
     t0 = time.time()
     torch.manual_seed(cfg.evaluate.seed)
+    device = resolve_device(cfg.compute.device)
     out = eval_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     attributes = read_attributes(cfg)
@@ -199,7 +191,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
 
     for name in cfg.evaluate.methods:
         try:
-            method = load_method(cfg, name, attributes)
+            method = load_method(cfg, name, attributes, device=device)
         except MissingAttributesError as e:
             skipped_methods[name] = str(e)
             log.warning("evaluate: skipping %s: %s", name, e)
@@ -209,7 +201,8 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         for split in splits.values():
             key = (_video_key(method), split.name)
             if key not in shared_video:
-                shared_video[key] = embed_videos(method, split.frames, clip.image_mean, clip.image_std, cfg.evaluate.batch_size)
+                shared_video[key] = embed_videos(method, split.frames, clip.image_mean, clip.image_std, cfg.evaluate.batch_size,
+                                                 device, cfg.compute.amp)
             scores = score_split(method, split, shared_video[key], cfg.loss.tau, cfg.evaluate.batch_size)
             targets = split.targets()
             save_scores(out / split.name / f"{name}.npz", scores, targets, split.vocab)

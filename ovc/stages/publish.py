@@ -205,7 +205,6 @@ def publish(cfg: Config) -> dict[str, Any]:
 
     Returns the receipt (also written to ``<data>/publish/receipt.json``).
     """
-    from ovc.stages.evaluate import load_method
     from ovc.infer.published import ARTIFACTS_KEY, encoder_digest
     from ovc.registry.db import open_registry
     from ovc.registry.store import (
@@ -216,7 +215,7 @@ def publish(cfg: Config) -> dict[str, Any]:
         publish_model_version,
         sha256_file,
     )
-    from ovc.train.loop import TRAINABLE_METHODS, run_dir
+    from ovc.models.methods import load_method, weights_path
 
     t0 = time.time()
     data = Path(cfg.paths.data)
@@ -232,7 +231,7 @@ def publish(cfg: Config) -> dict[str, Any]:
         log.warning("publish: %s has no calibrated threshold in %s; none stored", method_name, metrics_path)
     vocabularies = _pipeline_vocabularies(cfg)
 
-    weights = run_dir(cfg, method_name) / "final.safetensors" if method_name in TRAINABLE_METHODS else None
+    weights = weights_path(cfg, method_name)
     if weights is not None and not weights.is_file():
         raise PublishError(f"{method_name}: trained weights {weights} not found; run `ovc stage train` first")
     method = load_method(cfg, method_name, None)

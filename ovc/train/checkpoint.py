@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from ovc.models.methods import load_weights  # noqa: F401 (one reader of weights files, shared with evaluate/publish)
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "epoch_"
@@ -55,6 +57,17 @@ def _clone_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
 
+def _to_cpu(obj: Any) -> Any:
+    """A nested state (dicts/lists of tensors) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def save_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write tensors as safetensors atomically (tmp file + rename)."""
     path = Path(path)
@@ -68,11 +81,6 @@ def save_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a safetensors file (no pickle involved)."""
-    return load_file(str(path))
 
 
 def save_checkpoint(
@@ -89,7 +97,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
     try:
         save_file(_clone_contiguous(weights), str(tmp / "weights.safetensors"))
-        torch.save(optimizer_state, tmp / "optimizer.pt")
+        torch.save(_to_cpu(optimizer_state), tmp / "optimizer.pt")  # no device in the file: a GPU run resumes on CPU
         (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch}, indent=2, default=float))
         if final.exists():  # a re-run of the same epoch replaces it whole
             shutil.rmtree(final)

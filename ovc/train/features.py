@@ -56,25 +56,19 @@ def cache_fingerprint(cfg: Config) -> str:
     return h.hexdigest()[:16]
 
 
-def uses_frozen_trunk(method) -> bool:
-    """Whether a method's video side is the frozen-trunk VideoEncoder (so it can train from the cache)."""
-    from ovc.models.video_encoder import VideoEncoder
-
-    return isinstance(method.video_encoder, VideoEncoder)
-
-
 def features(cfg: Config) -> dict[str, Any]:
     """Build (``features.enabled``) or clear the cache of the training split's trunk outputs."""
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from ovc.config import VideoEncoderConfig
-    from ovc.data.video import VideoReadError, normalize_frames, read_frames
+    from ovc.data.loader import ClipLoader, to_model_input
     from ovc.models.clip import create_clip
+    from ovc.models.device import autocast, resolve_device
     from ovc.models.pretrained import resolve_clip_config
     from ovc.models.video_encoder import VideoEncoder
     from ovc.train.checkpoint import atomic_replace_dir
-    from ovc.train.loop import _TrainData
+    from ovc.train.data import TrainData
 
     out = features_dir(cfg)
     t0 = time.time()
@@ -86,28 +80,22 @@ def features(cfg: Config) -> dict[str, Any]:
         raise ValueError(f"features.dtype must be one of {sorted(_DTYPES)}, got {cfg.features.dtype!r}")
 
     torch.set_num_threads(max(1, cfg.features.threads))
-    clip = create_clip(resolve_clip_config(cfg))
+    device = resolve_device(cfg.compute.device)
+    clip = create_clip(resolve_clip_config(cfg), device=device)
     encoder = VideoEncoder(clip, VideoEncoderConfig(temporal_layers=cfg.video_encoder.temporal_layers, use_temporal=True))
-    data = _TrainData(cfg)
-    embeds, tokens, ids, skipped = [], [], [], []
+    data = TrainData(cfg)
+    loader = ClipLoader.from_config(cfg, data.paths, stage="features", device=device)
+    embeds, tokens, ids = [], [], []
     bs = cfg.features.batch_size
-    for i in tqdm(range(0, len(data), bs), desc="features", disable=None):
-        frames, batch_ids = [], []
-        for j in range(i, min(i + bs, len(data))):
-            try:
-                f = read_frames(data.paths[j], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling)
-            except VideoReadError as e:
-                skipped.append(str(e))
-                log.warning("features: skipping %s", e)
-                continue
-            frames.append(normalize_frames(f, clip.image_mean, clip.image_std))
-            batch_ids.append(data.video_ids[j])
-        if not frames:
+    for batch in tqdm(loader.sequential(bs), total=-(-len(data) // bs), desc="features", disable=None):
+        if batch.frames is None:
             continue
-        feats = encoder.encode_trunk(torch.stack(frames))  # B x (F, 3, H, W) -> (B, F, 3, H, W)
-        embeds.append(feats.embeds.float())
-        tokens.append(feats.tokens.to(_DTYPES[cfg.features.dtype]))
-        ids += batch_ids
+        with autocast(device, cfg.compute.amp):
+            feats = encoder.encode_trunk(to_model_input(batch.frames, device, clip.image_mean, clip.image_std))  # (B, F, 3, H, W)
+        embeds.append(feats.embeds.float().cpu())
+        tokens.append(feats.tokens.to(_DTYPES[cfg.features.dtype]).cpu())
+        ids += [data.video_ids[i] for i in batch.indices]
+    skipped = [f.message for f in loader.failures]
     if not ids:
         raise ValueError("features: no readable training video")
     index = {

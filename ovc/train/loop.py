@@ -36,19 +36,11 @@ import numpy as np
 import torch
 
 from ovc.config import Config, config_from_dict
+from ovc.models.methods import TRAINABLE_METHODS, run_dir  # noqa: F401 (run_dir re-exported for the train API)
 from ovc.train.checkpoint import checkpoint_state, latest_checkpoint
+from ovc.train.data import TrainData
 
 log = logging.getLogger(__name__)
-
-# methods trained by the `train` stage; the frozen baselines have nothing to train
-# (``ours_synth`` = ``ours`` trained with the synthetic labels merged in, paper §4.4)
-TRAINABLE_METHODS = ("ours", "ours_no_temporal", "coop", "dualcoop", "vificlip", "ours_synth")
-
-
-def run_dir(cfg: Config, method: str) -> Path:
-    """Where a method's checkpoints and final weights live (``data/models/trained/<method>``)."""
-    return Path(cfg.paths.data) / "models" / "trained" / method
-
 
 # config that does not change what a run computes (may differ between an interrupted run and its resume)
 _NOT_IN_FINGERPRINT = {"train": ("methods", "progress", "threads_per_worker", "use_gpu"), "paths": ("data",)}
@@ -91,91 +83,60 @@ def _seed_everything(*keys: int) -> None:
     np.random.seed(seed)
 
 
-def _allreduce_mean_grads(params: list[torch.nn.Parameter], n_contributing: float) -> None:
-    """Sum every trainable gradient across workers in one flat all_reduce, then divide by the number
-    of batches that contributed this step (a worker without a batch contributes zeros)."""
-    dist = _dist()
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])  # list of (...) -> (P,)
-    if dist is not None:
-        dist.all_reduce(flat)
-    flat /= max(n_contributing, 1.0)
-    offset = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
-
-
-def _allreduce_sum(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
+def _allreduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """Sum floats across workers (on the worker's device: NCCL reduces CUDA tensors only)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist = _dist()
     if dist is not None:
         dist.all_reduce(t)
     return t.tolist()
 
 
-class _TrainData:
-    """The training split: video paths, positive labels, the training vocabulary, frame loading."""
-
-    def __init__(self, cfg: Config, method: str = ""):
-        from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
-        from ovc.synth.stage import merged_train_labels, merged_train_vocabulary
-
-        clean = Path(cfg.paths.data) / "clean"
-        manifest_path = clean / "manifest.parquet"
-        df = read_manifest(manifest_path)
-        df = df[df["split"] == "train"].reset_index(drop=True)
-        if len(df) == 0:
-            raise ValueError(f"{manifest_path}: no videos with split 'train'")
-        df = merged_train_labels(cfg, df, method)  # + synthetic labels (paper §4.4) when switched on
-        vocab = read_vocabulary(clean / "vocabulary.parquet")
-        self.vocabulary = merged_train_vocabulary(cfg, sorted(vocab.loc[vocab["vocab"] == "train", "label"].tolist()), method)
-        self.video_ids = df["video_id"].tolist()
-        self.labels = [list(x) for x in df["labels"]]
-        self.paths = [str(resolve_video_path(manifest_path, p)) for p in df["path"]]
-
-    def __len__(self) -> int:
-        return len(self.video_ids)
+def _step_seed(*keys: int) -> int:
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def _batch_videos(data: _TrainData, idx: list[int], cfg: Config, clip, rng: np.random.Generator, cache=None):
-    """The batch's video inputs and the dataset indices kept (unreadable videos are dropped).
+def batch_scores(method, videos, labels: list[str], alpha: float | None = None) -> torch.Tensor:
+    """(B, |labels|) scores of one batch; ``videos`` are frames (B, F, 3, H, W) on the method's device
+    or cached trunk features (VideoFeatures); ``alpha`` is the step's weight-regularisation α (§3.2)."""
+    from ovc.models.video_encoder import VideoEncoder, VideoFeatures
 
-    Returns (frames (B, F, 3, H, W) CLIP-normalised, kept) or, with a feature cache, (VideoFeatures, kept);
-    (None, []) when nothing in the batch could be read.
-    """
-    from ovc.data.video import VideoReadError, normalize_frames, read_frames
-
-    if cache is not None:
-        kept = [i for i in idx if data.video_ids[i] in cache]  # the cache skipped unreadable videos
-        return (cache.get([data.video_ids[i] for i in kept]), kept) if kept else (None, [])
-    frames, kept = [], []
-    for i in idx:
-        try:
-            f = read_frames(
-                data.paths[i], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.train_sampling, rng=rng
-            )
-        except VideoReadError as e:
-            log.warning("skipping training video: %s", e)
-            continue
-        frames.append(normalize_frames(f, clip.image_mean, clip.image_std))
-        kept.append(i)
-    if not frames:
-        return None, []
-    return torch.stack(frames), kept  # B x (F, 3, H, W) -> (B, F, 3, H, W)
+    ve = method.video_encoder
+    if isinstance(videos, VideoFeatures):
+        v = ve.forward_features(videos, alpha)
+    elif isinstance(ve, VideoEncoder):
+        v = ve(videos, alpha)
+    else:
+        v = ve(videos)
+    return method.score(v, method.encode_labels(labels))  # (B, D) x (L, D) -> (B, L)
 
 
-def batch_loss(method, videos, labels: list[str], targets: torch.Tensor, cfg: Config) -> torch.Tensor:
+class StepModel(torch.nn.Module):
+    """What one training step runs: ``(videos, labels, α) -> scores``. The module DDP wraps, so the
+    method's own forward (used by evaluate/classify) stays untouched; α enters as an argument and
+    the §3.2 interpolation (``functional_call`` on ``lerp(θ_frozen, θ_ft, α)``) runs inside DDP's
+    forward, so its autograd hooks see ``dθ/dθ_ft = α`` like any other use of a parameter."""
+
+    def __init__(self, method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, videos, labels: list[str], alpha: float | None = None) -> torch.Tensor:
+        return batch_scores(self.method, videos, labels, alpha)
+
+
+def batch_loss(method, videos, labels: list[str], targets: torch.Tensor, cfg: Config, alpha: float | None = None) -> torch.Tensor:
     """Paper eq. 2 for one batch; ``videos`` are frames or cached trunk features (VideoFeatures)."""
-    from ovc.models.video_encoder import VideoFeatures
+    scores = batch_scores(method, videos, labels, alpha)
+    return _loss(scores, targets, cfg)
+
+
+def _loss(scores: torch.Tensor, targets: torch.Tensor, cfg: Config) -> torch.Tensor:
     from ovc.train.loss import multilabel_loss_from_scores
 
-    if isinstance(videos, VideoFeatures):
-        scores = method.score(method.video_encoder.forward_features(videos), method.encode_labels(labels))
-    else:
-        scores = method(videos, labels)  # (B, |P_B ∪ N_B|)
-    return multilabel_loss_from_scores(scores, targets, tau=cfg.loss.tau, neg_weight=cfg.loss.neg_weight, reduction=cfg.loss.reduction)
+    # fp32 loss whatever precision the scores were computed in (autocast on GPUs)
+    return multilabel_loss_from_scores(scores.float(), targets.to(scores.device), tau=cfg.loss.tau,
+                                       neg_weight=cfg.loss.neg_weight, reduction=cfg.loss.reduction)
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -184,43 +145,54 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         config: ``{"cfg": Config as dict, "methods": [{"method": name, "fingerprint": digest}, ...],
-            "stop_after_epochs": int|None}``.
+            "stop_after_epochs": int|None, "ray": bool}``.
     """
     import functools
 
+    from ovc.models.device import resolve_device
     from ovc.train.features import FeatureCache
 
     cfg = config_from_dict(config["cfg"])
     if cfg.train.threads_per_worker > 0:
         torch.set_num_threads(cfg.train.threads_per_worker)
+    if config.get("ray"):
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()  # the GPU Ray assigned to this worker (CPU without GPUs)
+    else:
+        device = resolve_device(cfg.compute.device)
     load_features = functools.cache(lambda: FeatureCache.load(cfg))  # read once per worker, shared by the methods that use it
     results = {}
     for job in config["methods"]:
-        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features)
+        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features, device)
     return results
 
 
-def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features) -> dict[str, Any]:
+def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device) -> dict[str, Any]:
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
     ``load_features()`` returns the feature cache (called only when the method trains from it)."""
-    from ovc.models.build import build_method, method_clip
+    from ovc.data.loader import ClipLoader, to_model_input
+    from ovc.models.device import autocast, grad_scaler
+    from ovc.models.methods import build_method, method_clip, uses_frozen_trunk
+    from ovc.models.video_encoder import VideoEncoder
     from ovc.train.batching import MultiLabelCollator
     from ovc.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-    from ovc.train.features import uses_frozen_trunk
 
     tcfg = cfg.train
     dist = _dist()
     rank = dist.get_rank() if dist else 0
     world = dist.get_world_size() if dist else 1
+    device = torch.device(device)
 
     _seed_everything(tcfg.seed, 0x5EED)  # identical init on every worker (prefixes, prompt transformer)
-    method = build_method(cfg, method_name)
+    method = build_method(cfg, method_name, device=device)
     clip = method_clip(method)
-    data = _TrainData(cfg, method=method_name)
+    data = TrainData(cfg, method=method_name)
     params = method.trainable_parameters()
     if not params:
         raise ValueError(f"method {method_name!r} has no trainable parameters; nothing to train")
     optimizer = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    scaler = grad_scaler(device, cfg.compute.amp)
     # the collator draws each batch's label set P_B ∪ N_B (its "frames" are just row positions)
     collator = MultiLabelCollator(data.vocabulary, cfg.loss.labels_per_video, seed=tcfg.seed, frames_key="index")
     cache = None
@@ -228,6 +200,7 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         cache = load_features()
         if rank == 0:
             log.info("%s: training from the feature cache (fixed %s frames)", method_name, cfg.reader.eval_sampling)
+    loader = ClipLoader.from_config(cfg, data.paths, train=True, stage=f"train {method_name} (rank {rank})", device=device)
 
     out = run_dir(cfg, method_name)
     history: list[dict[str, Any]] = []
@@ -236,11 +209,25 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
     if ckpt is not None:
         weights, opt_state, state = load_checkpoint(ckpt)
         method.load_state_dict_trainable(weights)
-        optimizer.load_state_dict(opt_state)
+        optimizer.load_state_dict(opt_state)  # moves the state onto the parameters' device
         start_epoch = int(state["epoch"])
         history = state.get("history", [])
         if rank == 0:
             log.info("%s: resuming from %s (epoch %d done)", method_name, ckpt, start_epoch)
+
+    model: torch.nn.Module = StepModel(method)
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP averages the trainable gradients (bucketed all-reduce overlapping backward; NCCL on
+        # GPUs, gloo on CPU, as Ray Train set up the group). Frozen CLIP/LLM weights have no grads
+        # and are left alone; find_unused_parameters covers methods whose every trainable tensor is
+        # not used in every step (e.g. the last temporal block's frame path).
+        model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False, find_unused_parameters=True,
+        )
+    video_encoder = method.video_encoder if isinstance(method.video_encoder, VideoEncoder) else None
 
     n_batches = math.ceil(len(data) / tcfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / world)
@@ -249,7 +236,16 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
     total_steps = steps_per_epoch * tcfg.epochs
     scheduler = _lr_lambda(tcfg.warmup_steps, total_steps)
 
+    def inputs_of(batch) -> tuple[Any, list[int]]:
+        if cache is not None:
+            kept = [i for i in batch if data.video_ids[i] in cache]  # the cache skipped unreadable videos
+            return (cache.get([data.video_ids[i] for i in kept]).to(device) if kept else None), kept
+        if batch.frames is None:
+            return None, []
+        return to_model_input(batch.frames, device, clip.image_mean, clip.image_std), batch.indices
+
     show_progress = rank == 0 and tcfg.progress
+    fallback = None  # the last inputs of this rank: a rank without a batch runs them at weight 0 (DDP needs every rank)
     for epoch in range(start_epoch, tcfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             break
@@ -257,7 +253,10 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         collator.set_epoch(epoch)
         order = np.random.default_rng([tcfg.seed, epoch]).permutation(len(data)).tolist()
         batches = [order[i : i + tcfg.batch_size] for i in range(0, len(order), tcfg.batch_size)]
+        mine = [batches[s * world + rank] for s in range(steps_per_epoch) if s * world + rank < len(batches)]
+        source = iter(mine) if cache is not None else loader.batches(mine, epoch)
         t0 = time.time()
+        wait = 0.0
         loss_sum, pair_count, batch_count = 0.0, 0.0, 0.0
         bar = None
         if show_progress:
@@ -269,36 +268,58 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
             for g in optimizer.param_groups:
                 g["lr"] = tcfg.lr * scheduler(global_step)
             _seed_everything(tcfg.seed, epoch, step, rank)
+            # one α per step, the same on every worker (§3.2: one interpolation of the weights per step)
+            alpha = video_encoder.sample_alpha(torch.Generator().manual_seed(_step_seed(tcfg.seed, epoch, step, 0xA1FA))) if video_encoder else None
             optimizer.zero_grad(set_to_none=True)
             b = step * world + rank
-            contributed = 0.0
+            step_inputs, weight = None, 0.0
             if b < len(batches):
-                rng = np.random.default_rng([tcfg.seed, epoch, step, rank, 1])
-                videos, kept = _batch_videos(data, batches[b], cfg, clip, rng, cache)
+                t_wait = time.perf_counter()
+                videos, kept = inputs_of(next(source))
+                wait += time.perf_counter() - t_wait
                 if kept:
                     batch = collator([{"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]} for j, i in enumerate(kept)])
-                    loss = batch_loss(method, videos, batch["labels"], batch["targets"], cfg)
-                    loss.backward()
+                    step_inputs, weight = (videos, batch["labels"], batch["targets"]), 1.0
+                    fallback = step_inputs
+            if step_inputs is None and dist is not None:
+                step_inputs = fallback if fallback is not None else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
+            if step_inputs is not None:
+                videos, labels, targets = step_inputs
+                with autocast(device, cfg.compute.amp):
+                    scores = model(videos, labels, alpha)  # (B, |P_B ∪ N_B|)
+                loss = _loss(scores, targets, cfg)
+                scaler.scale(loss * weight).backward()
+                if weight:
                     loss_sum += float(loss.detach())
-                    pair_count += float(batch["targets"].numel())
-                    contributed = 1.0
-            n_contrib = _allreduce_sum([contributed])[0]
-            _allreduce_mean_grads(params, n_contrib)
+                    pair_count += float(targets.numel())
+            n_contrib = _allreduce_sum([weight], device)[0]
+            scaler.unscale_(optimizer)
+            if world > 1 or n_contrib > 1:
+                # DDP averaged over all W workers; the mean is over the batches that contributed
+                scale = world / max(n_contrib, 1.0)
+                if scale != 1.0:
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.mul_(scale)
             if tcfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-            optimizer.step()
-            batch_count += contributed
+            scaler.step(optimizer)
+            scaler.update()
+            batch_count += weight
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / max(batch_count, 1):.3f}")
         if bar is not None:
             bar.close()
-        loss_sum, batch_count, pair_count = _allreduce_sum([loss_sum, batch_count, pair_count])
+        loss_sum, batch_count, pair_count, skipped = _allreduce_sum([loss_sum, batch_count, pair_count, float(len(loader.failures))], device)
+        loader.failures.clear()
         metrics = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(batch_count, 1.0),  # mean per batch, as reduced by cfg.loss.reduction
             "pairs": pair_count,
             "seconds": time.time() - t0,
+            "data_wait_seconds": wait,  # rank 0's time blocked on frames (decode not hidden by the loader)
+            "skipped_videos": skipped,
             "lr": optimizer.param_groups[0]["lr"],
         }
         history.append(metrics)
@@ -314,6 +335,17 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         save_weights(method.state_dict_trainable(), out / "final.safetensors", metadata={"method": method_name})
         (out / "history.json").write_text(json.dumps(history, indent=2))
     return {"method": method_name, "history": history}
+
+
+def _first_readable(batches, inputs_of, loader, collator, data, epoch: int, cache):
+    """Inputs of the epoch's first readable batch (a rank without a batch of its own at its first
+    step runs them at weight 0, so every DDP rank joins the step's gradient all-reduce)."""
+    for b in batches:
+        videos, kept = inputs_of(b if cache is not None else next(loader.batches([b], epoch)))
+        if kept:
+            batch = collator([{"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]} for j, i in enumerate(kept)])
+            return videos, batch["labels"], batch["targets"]
+    raise ValueError("train: no readable video in the training split")
 
 
 def _lr_lambda(warmup: int, total: int):
@@ -377,7 +409,7 @@ def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None
             log.info("%s: %s holds no checkpoint of these params/data; starting afresh", method, out)
             shutil.rmtree(out)  # another configuration's run (or debris): never resume it
         jobs.append({"method": method, "fingerprint": fingerprint})
-    payload = {"cfg": asdict(_absolute_paths(cfg)), "methods": jobs, "stop_after_epochs": stop_after_epochs}
+    payload = {"cfg": asdict(_absolute_paths(cfg)), "methods": jobs, "stop_after_epochs": stop_after_epochs, "ray": cfg.train.num_workers > 0}
     if cfg.train.num_workers <= 0:
         train_worker(payload)
     else:

@@ -10,15 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from ovc.config import ClipConfig, Config, LabelEncoderConfig, LLMConfig
-from ovc.models.baselines import (
-    METHODS,
-    VIDEO_TEMPLATES,
-    FrameMeanVideoEncoder,
-    MissingAttributesError,
-    create_method,
-)
+from ovc.models.baselines import VIDEO_TEMPLATES, FrameMeanVideoEncoder
 from ovc.models.clip import create_clip
 from ovc.models.llm import create_llm, tiny_t5
+from ovc.models.methods import METHOD_NAMES, METHODS, MissingAttributesError, create_method
 from ovc.models.video_encoder import VideoEncoder
 
 LABELS = ["dog", "rotating square", "kitchen"]
@@ -49,7 +44,7 @@ def frames() -> torch.Tensor:
     return torch.randn(2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # (B, F, 3, H, W)
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", METHOD_NAMES)
 def test_method_shapes_norms_and_trainable_sets(name, frames):
     method, clip = _method(name)
     labels, videos = method.encode_labels(LABELS), method.encode_videos(frames)
@@ -74,7 +69,7 @@ def test_method_shapes_norms_and_trainable_sets(name, frames):
         assert "label_encoder.llm.prefixes" in trainable
         assert any(n.startswith("label_encoder.prompt_transformer.") for n in trainable)
         assert not any(".clip." in f".{n}" or "llm.llm." in n for n in trainable)
-        assert any(n.startswith("video_encoder.") for n in trainable) == (name == "ours")
+        assert any(n.startswith("video_encoder.") for n in trainable) == (name in ("ours", "ours_synth"))
     assert len(method.trainable_parameters()) == len(trainable)
 
     if trainable:  # gradients reach exactly the trainable set
@@ -120,6 +115,19 @@ def test_clip_fixed_attributes_prompts_and_fallback(caplog):
     assert sum("no attributes" in r.message for r in caplog.records) == 1
     with pytest.raises(MissingAttributesError):
         create_method("clip_fixed_attributes", clip, Config(), attributes=None)
+    with pytest.raises(MissingAttributesError, match="empty"):  # `{}` is no attributes, not a silent class-name copy
+        create_method("clip_fixed_attributes", clip, Config(), attributes={})
+
+
+def test_registry_lists_derive_from_one_table():
+    from ovc.evaluate.report import METHOD_DISPLAY_NAMES
+    from ovc.models.methods import CACHEABLE_METHODS, TRAINABLE_METHODS
+
+    assert list(METHOD_DISPLAY_NAMES) == list(METHODS)
+    assert set(TRAINABLE_METHODS) == {"ours", "ours_no_temporal", "coop", "dualcoop", "vificlip", "ours_synth"}
+    assert "vificlip" not in CACHEABLE_METHODS and "ours_synth" in CACHEABLE_METHODS
+    method, _ = _method("ours_synth")  # builds ours, keeps its own key
+    assert method.name == "ours_synth" and len(method.video_encoder.blocks) == 2
 
 
 def test_coop_context_starts_from_the_init_words():

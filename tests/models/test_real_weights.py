@@ -74,7 +74,7 @@ def test_local_random_weights_train_and_evaluate(tmp_path):
     cfg = load_config(REPO / "params.yaml", overrides)
     for stage in ("ingest", "clean", "train"):
         run_stage(stage, cfg)
-    from ovc.train.loop import run_dir
+    from ovc.models.methods import run_dir
 
     weights = run_dir(cfg, "ours") / "final.safetensors"
     assert weights.is_file()
@@ -85,7 +85,7 @@ def test_local_random_weights_train_and_evaluate(tmp_path):
     metrics = json.loads((tmp_path / "data" / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["val"]["ours"]["aupr_micro"] <= 1.0
 
-    from ovc.stages.evaluate import load_method
+    from ovc.models.methods import load_method
 
     method = load_method(cfg, "ours", None)
     llms = [m for m in method.modules() if isinstance(m, Seq2SeqLLM)]

@@ -144,3 +144,23 @@ def test_load_published_checks_weights_digest_and_missing_artifacts(published, t
     (moved / arts["weights"]).unlink()
     with pytest.raises(MissingArtifactError, match=r"weights artifact .*safetensors is missing.*ovc stage publish"):
         load_published("v1", published.url, artifacts_dir=moved, device="cpu")
+
+
+def test_publish_and_reload_ours_synth_through_the_one_method_registry(published, tmp_path):
+    """``ours_synth`` is built by the same factory at publish and at load (it used to be refused on load)."""
+    from ovc.infer import load_published
+    from ovc.pipeline import run_stage
+
+    root = tmp_path / "p"
+    shutil.copytree(published.root, root, ignore=shutil.ignore_patterns("registry_artifacts", "registry.db*"))
+    cfg = project_config(root, "publish.method=ours_synth", "publish.embed_existing=false")
+    make_trained_files(cfg, method_name="ours_synth")
+    receipt = run_stage("publish", cfg)
+    assert receipt["method"] == "ours_synth" and receipt["created"] is True
+    model = load_published(receipt["model_version"], f"sqlite:///{root / 'registry.db'}", device="cpu")
+    assert model.method.name == "ours_synth" and len(model.method.video_encoder.blocks) >= 1
+    stored = model.method.state_dict_trainable()
+    from ovc.models.methods import load_weights, run_dir
+
+    for k, v in load_weights(run_dir(cfg, "ours_synth") / "final.safetensors").items():
+        assert np.array_equal(stored[k].numpy(), v.numpy()), k

@@ -148,11 +148,13 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
 def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     """Training from cached trunk outputs (float32) computes exactly the loss of the frame path."""
     from ovc.config import load_config as _load
-    from ovc.models.build import build_method, method_clip
+    from ovc.models.methods import build_method, method_clip
     from ovc.pipeline import run_stage
     from ovc.train.batching import sample_label_set
     from ovc.train.features import FeatureCache
-    from ovc.train.loop import _batch_videos, _TrainData, batch_loss
+    from ovc.data.loader import ClipLoader, to_model_input
+    from ovc.train.data import TrainData
+    from ovc.train.loop import batch_loss
 
     cfg = _cfg(tiny_project, "features.enabled=true", "features.dtype=float32", "reader.train_sampling=uniform")
     summary = run_stage("features", cfg)
@@ -160,12 +162,14 @@ def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     cache = FeatureCache.load(cfg)
     torch.manual_seed(0)
     method = build_method(cfg, "ours")
-    data = _TrainData(cfg, method="ours")
+    data = TrainData(cfg, method="ours")
     idx = list(range(6))
     label_set = sample_label_set([data.labels[i] for i in idx], data.vocabulary, 4, 0)
-    frames, kept = _batch_videos(data, idx, cfg, method_clip(method), rng=None)
-    feats, kept2 = _batch_videos(data, idx, cfg, method_clip(method), rng=None, cache=cache)
-    assert kept == kept2 == idx
+    clip = method_clip(method)
+    [batch] = list(ClipLoader.from_config(cfg, data.paths, train=True, num_workers=0).batches([idx]))
+    frames = to_model_input(batch.frames, "cpu", clip.image_mean, clip.image_std)
+    feats = cache.get([data.video_ids[i] for i in idx])
+    assert batch.indices == idx
     method.train()
     torch.manual_seed(1)
     from_frames = batch_loss(method, frames, label_set.labels, label_set.targets, cfg)

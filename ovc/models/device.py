@@ -1,0 +1,61 @@
+"""One device and one precision policy for every stage that runs a model.
+
+* :func:`resolve_device` — ``compute.device``: ``auto`` is this process's CUDA device when one is
+  visible (inside a Ray Train worker the caller passes ``ray.train.torch.get_device()``, the GPU
+  Ray assigned to that worker), else the CPU; anything else is taken as a torch device string.
+* :func:`autocast` — mixed precision on CUDA (``compute.amp``): bf16 where the GPU supports it,
+  else fp16 (then :func:`grad_scaler` returns an enabled ``GradScaler``); a no-op on CPU, so CPU
+  runs stay bit-reproducible. Trainable parameters stay fp32 (:func:`fp32_trainable`) and callers
+  compute the loss from ``scores.float()`` outside the autocast region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda:<current>`` when CUDA is visible, else ``cpu``; otherwise ``torch.device(spec)``."""
+    if isinstance(spec, torch.device):
+        return spec
+    if spec and spec != "auto":
+        return torch.device(spec)
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """The autocast dtype on ``device`` (bf16 if supported, else fp16), or None (no autocast: CPU or off)."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True) -> Any:
+    """Context manager: autocast to :func:`amp_dtype` on CUDA; ``nullcontext`` elsewhere."""
+    dtype = amp_dtype(device, enabled)
+    return torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 autocast (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, enabled) == torch.float16)
+
+
+def fp32_trainable(module: torch.nn.Module) -> torch.nn.Module:
+    """Cast every trainable parameter to fp32 in place (frozen towers keep ``clip.precision``)."""
+    for p in module.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return module
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU for a parameterless module)."""
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
