@@ -41,9 +41,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ovc.config import load_config
+from ovc.errors import InputError, OvcError
 from ovc.infer.published import load_published
 from ovc.registry import (
-    RegistryError,
     add_labels,
     latest_model_version,
     list_labels,
@@ -63,8 +63,13 @@ _ENCODERS: dict[tuple[str, str], Any] = {}  # (registry url, model version) -> P
 _ENCODERS_LOCK = threading.Lock()
 
 
-class VocabularyInputError(ValueError):
+class VocabularyInputError(InputError):
     """A vocabulary file that cannot be used (unreadable, bad name); names the file."""
+
+
+def md_cell(text: Any) -> str:
+    """A value safe inside a markdown table cell: one line, ``|`` escaped (multi-line errors stay in their row)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,11 +114,18 @@ def published_encoder(url: str, model_version: str):
 
 
 def _retry_on_db_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only transient database trouble; bad input fails at once."""
+    """Retry only what can succeed on retry: transient database trouble, never bad input.
+
+    An :class:`~ovc.errors.OvcError` says so itself (``retryable``: a registry locked too long, yes;
+    a config error, a bad file or a read-only registry, no); a raw DBAPIError that the registry did
+    not classify (a dropped connection, an unreachable server) is retried.
+    """
     from sqlalchemy.exc import DBAPIError
 
     try:
         state.result()
+    except OvcError as e:
+        return e.retryable
     except DBAPIError:
         return True
     except Exception:  # noqa: BLE001 - anything else is not worth retrying
@@ -166,10 +178,8 @@ def refresh_vocabulary(vocab: str, path: str, url: str, model_version: Optional[
         try:
             result = add_labels(engine, vocab, specs, published_encoder(url, model_version) if model_version else None,
                                 model_version=model_version)
-        except RegistryError as e:
-            if "vocabulary name" in str(e):
-                raise VocabularyInputError(f"{path}: {e}") from e
-            raise
+        except InputError as e:  # e.g. a file name that is no valid vocabulary name (a type, not a message)
+            raise VocabularyInputError(f"{path}: {e}") from e
         removed = 0
         if prune:
             keep = {s.text for s in specs}
@@ -205,11 +215,11 @@ def write_report(summary: dict[str, Any]) -> str:
     ]
     for name, r in summary["vocabularies"].items():
         lines.append(
-            f"| {name} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
+            f"| {md_cell(name)} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
         )
     for what in ("skipped", "failed"):
         for name, reason in summary[what].items():
-            lines.append(f"| {name} | {what}: {reason} | | | | | |")
+            lines.append(f"| {md_cell(name)} | {what}: {md_cell(reason)} | | | | | |")
     if not summary["vocabularies"] and not summary["skipped"] and not summary["failed"]:
         lines.append("| (no vocabulary files) | | | | | | |")
     return str(create_markdown_artifact(markdown="\n".join(lines) + "\n", key=ARTIFACT_KEY,

@@ -16,10 +16,35 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ovc.config import ConfigError, dump_params, load_config
+from ovc.errors import OvcError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Open-vocabulary multi-label video classification.")
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user-facing error: the message with newlines folded (no traceback)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _OvcGroup(TyperGroup):
+    """Every command runs under one handler: an :class:`OvcError` is one red line on stderr, exit 2.
+
+    Anything else is a bug and keeps its traceback. Sub-command groups (``vocab``, ``registry``)
+    are invoked from here, so their errors arrive here too.
+    """
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except OvcError as e:
+            typer.secho(f"error: {error_line(e)}", fg="red", err=True)
+            raise typer.Exit(e.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_OvcGroup, add_completion=False, no_args_is_help=True, help="Open-vocabulary multi-label video classification."
+)
 
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-S", help="override a param, DVC-style: section.field=value (repeatable)")
@@ -37,7 +62,7 @@ def _load(params: Optional[Path], overrides: Optional[list[str]]):
     try:
         return load_config(params, overrides)
     except ConfigError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
+        typer.secho(f"error: {error_line(e)}", fg="red", err=True)
         raise typer.Exit(2) from None
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 import yaml
 
+from ovc.errors import OvcError
 
-class ConfigError(ValueError):
-    """A params file or override that does not fit the typed config (names the key)."""
+
+class ConfigError(OvcError, ValueError):
+    """A params file or override that does not fit the typed config (names the key and the value)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +304,96 @@ QUICK_OVERRIDES: list[str] = [
 
 
 # --------------------------------------------------------------------------------------------------
+# Valid ranges: every field is checked after loading (a ConfigError names the key and the bad value)
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of one field: numbers in [lo, hi] (``open_lo``: lo excluded), or one of ``choices``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range, or None."""
+        if self.choices:
+            return None if value in self.choices else f"expected one of {', '.join(self.choices)}"
+        if value is None or isinstance(value, (str, bool, list, dict)):
+            return None
+        import math
+
+        if not math.isfinite(value):
+            return "expected a finite number"
+        if self.lo is not None and (value <= self.lo if self.open_lo else value < self.lo):
+            return f"expected {'>' if self.open_lo else '>='} {self.lo:g}" + (f" and <= {self.hi:g}" if self.hi is not None else "")
+        if self.hi is not None and value > self.hi:
+            return f"expected <= {self.hi:g}" + (f" and {'>' if self.open_lo else '>='} {self.lo:g}" if self.lo is not None else "")
+        return None
+
+
+POSITIVE = Range(1)  # counts and sizes that must be at least 1
+NON_NEGATIVE = Range(0)  # seeds, caps where 0 means "off"/"all"/"auto"
+GT0 = Range(0, open_lo=True)  # rates, temperatures, timeouts
+FRACTION = Range(0, 1)  # shares and probabilities
+
+# Fields not listed get a range from their type: ints and floats >= 0 (every count, size, seed,
+# weight and rate of this config is non-negative), strings and flags any value.
+RANGES: dict[str, Range] = {
+    "world.n_train": POSITIVE, "world.n_val": POSITIVE, "world.n_test": POSITIVE,
+    "world.num_frames": POSITIVE, "world.size": Range(8), "world.fps": POSITIVE, "world.max_objects": POSITIVE,
+    "world.game_title_rate": FRACTION, "world.rare_label_rate": FRACTION,
+    "ingest.segment_fps": POSITIVE,
+    "clean.min_count": POSITIVE,
+    "reader.num_frames": POSITIVE, "reader.image_size": POSITIVE,
+    "reader.train_sampling": Range(choices=("random", "uniform")),
+    "reader.eval_sampling": Range(choices=("random", "uniform")),
+    "reader.max_pixels": POSITIVE,
+    "clip.precision": Range(choices=("fp32", "bf16", "fp16")),
+    "bootstrap.n_frames": POSITIVE, "bootstrap.max_objects": POSITIVE, "bootstrap.steps": POSITIVE,
+    "bootstrap.batch_size": Range(2),  # a contrastive batch needs negatives
+    "bootstrap.lr": GT0, "bootstrap.beta2": Range(0, 1, open_lo=True), "bootstrap.max_logit_scale": Range(1),
+    "bootstrap.eval_frames": POSITIVE,
+    "synth_labels.provider": Range(choices=("openai-compatible", "transformers", "clip-tagger")),
+    "synth_labels.num_frames": POSITIVE, "synth_labels.image_size": POSITIVE, "synth_labels.max_tokens": POSITIVE,
+    "synth_labels.timeout_s": GT0, "synth_labels.jpeg_quality": Range(1, 100), "synth_labels.threshold": FRACTION,
+    "synth_labels.max_label_chars": POSITIVE,
+    "llm.backend": Range(choices=("masked-encoder", "seq2seq")),
+    "llm.n_prefixes": POSITIVE, "llm.k_attributes": POSITIVE, "llm.l_tokens": POSITIVE, "llm.max_length": POSITIVE,
+    "label_encoder.width": POSITIVE, "label_encoder.layers": POSITIVE, "label_encoder.heads": POSITIVE,
+    "label_encoder.prompt_len": POSITIVE,
+    "video_encoder.weight_reg_lambda": FRACTION, "video_encoder.eval_alpha": FRACTION,
+    "loss.tau": GT0, "loss.labels_per_video": POSITIVE, "loss.reduction": Range(choices=("sum", "mean")),
+    "baselines.n_ctx": POSITIVE,
+    "features.dtype": Range(choices=("float16", "bfloat16", "float32")), "features.batch_size": POSITIVE,
+    "train.epochs": POSITIVE, "train.batch_size": POSITIVE, "train.lr": GT0, "train.threads_per_worker": POSITIVE,
+    "evaluate.calibration_average": Range(choices=("micro", "macro")), "evaluate.batch_size": POSITIVE,
+    "evaluate.plot_points": Range(2),
+    "registry.max_label_chars": POSITIVE,
+    "publish.batch_size": POSITIVE,
+    "classify.batch_size": POSITIVE,
+}
+_DEFAULT_RANGE = NON_NEGATIVE
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field against its :data:`RANGES` entry (or the default by type); returns ``cfg``.
+
+    Raises:
+        ConfigError: naming the first bad key and value, e.g. ``train.batch_size=-1: expected >= 1``.
+    """
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for f in dataclasses.fields(sub):
+            key = f"{section.name}.{f.name}"
+            value = getattr(sub, f.name)
+            problem = RANGES.get(key, _DEFAULT_RANGE).problem(value)
+            if problem is not None:
+                raise ConfigError(f"{key}={value!r}: {problem}")
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -356,8 +448,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """A typed Config from a nested dict (e.g. ``dataclasses.asdict`` shipped to a Ray worker)."""
-    return _build(Config, data)
+    """A typed Config from a nested dict (e.g. ``dataclasses.asdict`` shipped to a Ray worker), validated."""
+    return validate(_build(Config, data))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -390,16 +482,29 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     """
     p = Path(path) if path is not None else default_params_path()
     data: dict[str, Any] = {}
+    if p.is_dir():
+        raise ConfigError(f"params file {p} is a directory")
     if p.exists():
-        loaded = yaml.safe_load(p.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            why = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
+            raise ConfigError(f"{p}{where}: not valid YAML ({why})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read params file {p}: {e}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
         data = loaded
     elif path is not None:
         raise ConfigError(f"params file not found: {p}")
-    apply_overrides(data, overrides)
     try:
-        return _build(Config, data)
+        apply_overrides(data, overrides)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override value is not valid YAML: {' '.join(str(e).split())}") from None
+    try:
+        return validate(_build(Config, data))
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
 

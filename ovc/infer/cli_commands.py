@@ -4,10 +4,13 @@
     ovc vocab ls [--vocab retail] [--json]
     ovc vocab rm --vocab retail ["red car" ...]                   # no labels: remove the vocabulary
     ovc registry ls [--json]                                       # versions, vocabularies, thresholds
+    ovc registry upgrade                                           # migrate the schema (only writers migrate)
     ovc classify a.mp4 b.mp4 --vocab retail [--json] [--top-k 5] [--threshold 0.4|calibrated|none]
 
 Registry URL: ``--registry URL`` > ``registry.url`` (params / ``-S``) > ``$OVC_REGISTRY_URL`` >
-``sqlite:///<paths.data>/registry.db``. Label policy (normalisation, rejections): see
+``sqlite:///<paths.data>/registry.db``. Read-only commands (``vocab ls``, ``registry ls``,
+``classify``) never create, migrate or lock the registry; a missing registry is an error saying where
+it was expected. Writers (``vocab add/rm``) migrate, and create a registry only at a URL you named. Label policy (normalisation, rejections): see
 :mod:`ovc.registry.store`. Bad labels and unreadable videos are reported one by one on stderr and the
 rest goes on.
 
@@ -51,7 +54,7 @@ def _err(msg: str, color: str | None = None) -> None:
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
-    _err(f"error: {msg}", "red")
+    _err(f"error: {' '.join(msg.split())}", "red")  # one line, whatever the message holds
     return typer.Exit(code)
 
 
@@ -69,13 +72,27 @@ def _config(params: Optional[Path], overrides: Optional[list[str]]) -> Config:
         raise _fail(str(e)) from None
 
 
-def _engine(cfg: Config, url: str) -> Engine:
-    from ovc.registry.db import open_registry
+def _engine(cfg: Config, url: str, *, write: bool = False) -> Engine:
+    """Open the registry: readers never create, migrate or lock; writers create only an explicit URL.
 
+    A registry that is missing at the default path (``<paths.data>/registry.db`` under the current
+    directory: running ``ovc`` outside a project) is an error that says where to point, never a
+    new empty registry. A URL the user named (``--registry``, ``registry.url``, ``$OVC_REGISTRY_URL``)
+    may be created by a writing command.
+    """
+    import os
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ovc.registry.db import ENV_URL, open_registry, open_registry_readonly
+
+    explicit = bool(url or cfg.registry.url or os.environ.get(ENV_URL))
     try:
-        return open_registry(cfg, url=url)
-    except Exception as e:  # noqa: BLE001 - bad URL, unreachable server, failed migration
-        raise _fail(f"cannot open the registry: {type(e).__name__}: {e}") from None
+        if write:
+            return open_registry(cfg, url=url, create=explicit)
+        return open_registry_readonly(cfg, url=url)
+    except (SQLAlchemyError, ValueError, OSError) as e:  # bad URL, unreachable server, corrupt file
+        raise _fail(f"cannot open the registry: {type(e).__name__}: {' '.join(str(e).split())}") from None
 
 
 @dataclass(frozen=True)
@@ -125,12 +142,28 @@ def gather_labels(items: list[str], max_label_chars: int) -> tuple[list[LabelSpe
             issues.extend(InputIssue(f"{item} line {i.line}", i.label, i.reason) for i in bad)
             take(item, found)  # duplicates inside the file are already issues with their line
             continue
-        if item.lower().endswith(_LABEL_FILE_HINT) or "/" in item:
-            notes.append(f"note: {item!r} is not a file; added as a label")
+        if looks_like_path(item) or (item.strip() and _is_dir(path)):  # Path("") is "."
+            # "labels/retail.txt" that does not exist (a typo, the wrong directory) or a directory:
+            # an error naming it, never a label called "labels/retail.txt"
+            why = "is a directory" if _is_dir(path) else "does not exist"
+            issues.append(InputIssue(f"argument {pos}", item, f"looks like a label file but {why}"))
+            continue
         found, bad = validate_labels([item], max_label_chars)
         issues.extend(InputIssue(f"argument {pos}", i.label, i.reason) for i in bad)
         take(f"argument {pos}", found)
     return specs, issues, notes
+
+
+def looks_like_path(item: str) -> bool:
+    """A label argument that names a file: contains a path separator or ends with a label-file suffix."""
+    return "/" in item or "\\" in item or item.lower().endswith(_LABEL_FILE_HINT)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _print_issues(issues: list[Any], what: str = "rejected") -> None:
@@ -157,12 +190,17 @@ def vocab_add(
     from ovc.registry.store import RegistryError, add_labels, latest_model_version
 
     _quiet_logging()
+    # the plan ("N to link, M to encode": totals of the whole call) is worth a line on stderr
+    logging.getLogger("ovc.registry.store").setLevel(logging.INFO)
     cfg = _config(params, set_)
     specs, issues, notes = gather_labels(items, cfg.registry.max_label_chars)
     for note in notes:
         _err(note)
     _print_issues(issues)
-    engine = _engine(cfg, registry)
+    if not specs and issues:  # every label rejected: exit 1, and no (empty) vocabulary is created
+        _err(f"error: all {len(issues)} label(s) rejected; nothing added to {vocab!r}", "red")
+        raise typer.Exit(1)
+    engine = _engine(cfg, registry, write=True)
     try:
         mv_name: str | None = None
         if not no_embed:
@@ -174,12 +212,13 @@ def vocab_add(
         model_cache: dict[str, Any] = {}
 
         def encode_fn(labels: list[str]):
-            if "model" not in model_cache:
-                _err(f"loading model version {mv_name} to embed {len(labels)} new label(s) ...")
+            if "model" not in model_cache:  # loaded on the first batch that needs it (the total is logged above)
+                _err(f"loading model version {mv_name} ...")
                 model_cache["model"] = build_published(get_model_version(engine, mv_name), device=cfg.classify.device)
             return model_cache["model"].encode_labels(labels, batch_size=cfg.publish.batch_size)
 
-        result = add_labels(engine, vocab, specs, encode_fn, mv_name, max_label_chars=cfg.registry.max_label_chars)
+        result = add_labels(engine, vocab, specs, encode_fn, mv_name, max_label_chars=cfg.registry.max_label_chars,
+                            batch_size=max(cfg.publish.batch_size, 256), progress=None)
     except (RegistryError, PublishedModelError) as e:
         raise _fail(str(e)) from None
     finally:
@@ -257,7 +296,7 @@ def vocab_rm(
     for note in notes:
         _err(note)
     _print_issues(issues)
-    engine = _engine(cfg, registry)
+    engine = _engine(cfg, registry, write=True)
     try:
         if not items:
             out: dict[str, Any] = {"vocabulary": vocab, "removed_vocabulary": True, **remove_vocabulary(engine, vocab, prune_orphans=prune)}
@@ -352,6 +391,25 @@ def registry_ls(
     typer.echo(f"\nvocabularies ({len(info['vocabularies'])}):")
     for v in info["vocabularies"]:
         typer.echo(f"  {v['name']:30s} {v['labels']:8d} labels")
+
+
+@registry_app.command("upgrade")
+def registry_upgrade(
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Migrate the registry's schema to this ovc's head (read-only commands never migrate)."""
+    from ovc.registry.db import current_revision, head_revision
+
+    _quiet_logging()
+    cfg = _config(params, set_)
+    engine = _engine(cfg, registry, write=True)  # writers migrate on open
+    try:
+        typer.echo(f"registry {engine.url.render_as_string(hide_password=True)} at schema revision "
+                   f"{current_revision(engine)} (head {head_revision()})")
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------------------------------

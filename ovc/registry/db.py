@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -166,15 +167,105 @@ def head_revision() -> str:
     return head
 
 
-def open_registry(cfg: Config | None = None, url: str = "", *, migrate: bool = True) -> Engine:
-    """Engine for the configured registry, migrated to head first unless ``migrate=False``.
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other backends and in-memory databases)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or _is_sqlite_memory(u):
+        return None
+    return Path(u.database).expanduser()
+
+
+def where_hint() -> str:
+    """How to point ovc at a registry: every name here is a real option."""
+    return (
+        "point at one with --registry URL, -S registry.url=URL (or registry.url in params.yaml) or "
+        f"${ENV_URL}; the default is sqlite:///<paths.data>/registry.db under the current directory, "
+        "created by `ovc stage publish` (or `dvc repro`) in a project"
+    )
+
+
+def _check_exists(url: str) -> None:
+    from ovc.registry.errors import RegistryNotFoundError
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise RegistryNotFoundError(
+            f"no registry at {path.resolve() if not path.is_absolute() else path} (cwd {Path.cwd()}); {where_hint()}"
+        )
+
+
+def open_registry(cfg: Config | None = None, url: str = "", *, migrate: bool = True, create: bool = True) -> Engine:
+    """Engine for the configured registry, for writers: migrated to head first unless ``migrate=False``.
 
     Args:
         cfg: typed config (``registry.url``, ``paths.data``).
         url: explicit URL overriding the config.
         migrate: run ``alembic upgrade head`` (idempotent) before returning.
+        create: a missing SQLite file is created (the publish stage); False raises
+            RegistryNotFoundError instead (commands run by users: never a registry next to you by accident).
     """
-    engine = make_engine(resolve_url(cfg, url))
+    resolved = resolve_url(cfg, url)
+    if not create:
+        _check_exists(resolved)
+    engine = make_engine(resolved)
     if migrate:
-        upgrade(engine)
+        try:
+            # Check read-only first: at head (the usual case) no write lock is taken at open, so a
+            # writer that turns out to have nothing to write never waits, and works on a read-only file.
+            if current_revision(engine) != head_revision():
+                upgrade(engine)
+        except DBAPIError as e:
+            engine.dispose()
+            if read_only_error(e):
+                from ovc.registry.errors import ReadOnlyRegistryError
+
+                raise ReadOnlyRegistryError(
+                    f"cannot migrate the read-only registry {engine.url.render_as_string(hide_password=True)} "
+                    f"({str(e.orig).splitlines()[0]}); {where_hint()}"
+                ) from None
+            raise
+        except Exception:
+            engine.dispose()
+            raise
+    return engine
+
+
+def read_only_error(exc: DBAPIError) -> bool:
+    """A write refused because the database, its file or its directory is read-only (not retryable)."""
+    if getattr(exc.orig, "pgcode", None) in ("25006", "42501"):  # read_only_sql_transaction, insufficient_privilege
+        return True
+    msg = str(exc.orig).lower()
+    return any(m in msg for m in ("readonly database", "read-only", "unable to open database file"))
+
+
+def open_registry_readonly(cfg: Config | None = None, url: str = "") -> Engine:
+    """Engine for readers (``registry ls``, ``vocab ls``, ``classify``): never creates, never migrates.
+
+    The schema revision is read (a plain SELECT, no lock): a registry that is not at this package's
+    head raises RegistrySchemaError naming the fix instead of being migrated, so a reader never waits
+    for the write lock behind a long writer (SQLite WAL: readers and one writer run concurrently).
+
+    Raises:
+        RegistryNotFoundError: the SQLite file does not exist.
+        RegistrySchemaError: not migrated, or at another revision.
+    """
+    from ovc.registry.errors import RegistrySchemaError
+
+    resolved = resolve_url(cfg, url)
+    _check_exists(resolved)
+    engine = make_engine(resolved)
+    try:
+        current, head = current_revision(engine), head_revision()
+    except Exception:
+        engine.dispose()
+        raise
+    if current != head:
+        engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        if current is None:
+            raise RegistrySchemaError(f"{shown} is not an ovc registry (no schema revision); {where_hint()}")
+        raise RegistrySchemaError(
+            f"{shown} is at schema revision {current}, this ovc reads {head}: run `ovc registry upgrade` "
+            "(or any writing command, e.g. `ovc vocab add`) to migrate it"
+        )
     return engine

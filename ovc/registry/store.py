@@ -52,7 +52,15 @@ from sqlalchemy import Engine, delete, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from ovc.registry.db import connect_for_write
+from ovc.registry.db import connect_for_write, read_only_error
+from ovc.registry.errors import (
+    EncodeError,
+    InvalidNameError,
+    NotFoundError,
+    ReadOnlyRegistryError,
+    RegistryBusyError,
+    RegistryError,
+)
 from ovc.registry.models import (
     LABEL_KINDS,
     Label,
@@ -83,18 +91,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # --------------------------------------------------------------------------------------------------
 # Errors and result types
 # --------------------------------------------------------------------------------------------------
-class RegistryError(RuntimeError):
-    """A registry operation that cannot proceed (names the vocabulary/model version/label)."""
-
-
-class NotFoundError(RegistryError):
-    """An unknown vocabulary, model version or label."""
-
-
-class EncodeError(RegistryError):
-    """``encode_fn`` returned something that is not a finite ``(n, dim)`` array."""
-
-
 @dataclass(frozen=True)
 class LabelSpec:
     """A validated label: normalised text and optional kind (``entity`` | ``action``)."""
@@ -345,8 +341,18 @@ def _write(target: Target, fn: Callable[[Session], T], *, attempts: int = _RETRY
                 with session.begin():
                     return fn(session)
         except DBAPIError as e:
-            if attempt == attempts or not _is_retryable(e):
+            if read_only_error(e):
+                raise ReadOnlyRegistryError(
+                    f"the registry {target.url.render_as_string(hide_password=True)} is read-only "
+                    f"({str(e.orig).splitlines()[0]}); point --registry / $OVC_REGISTRY_URL at a writable one"
+                ) from None
+            if not _is_retryable(e):
                 raise
+            if attempt == attempts:
+                raise RegistryBusyError(
+                    f"the registry {target.url.render_as_string(hide_password=True)} stayed locked by another "
+                    f"writer after {attempts} attempts ({str(e.orig).splitlines()[0]}); try again later"
+                ) from None
             log.info("registry write conflict (attempt %d/%d), retrying: %s", attempt, attempts, e.orig)
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
@@ -428,10 +434,10 @@ def _vocabulary_id(session: Session, name: str) -> int:
 
 def _check_vocab_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise RegistryError(f"vocabulary name must be a non-empty string, got {name!r}")
+        raise InvalidNameError(f"vocabulary name must be a non-empty string, got {name!r}")
     name = name.strip()
     if len(name) > 200 or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise RegistryError(f"invalid vocabulary name {name!r} (max 200 printable characters)")
+        raise InvalidNameError(f"invalid vocabulary name {name!r} (max 200 printable characters)")
     return name
 
 
@@ -667,7 +673,7 @@ def publish_model_version(
     _check_digest(checkpoint_digest, "checkpoint_digest")
     _check_digest(encoder_digest, "encoder_digest")
     if name is not None and name != "auto" and (not name.strip() or len(name) > 128):
-        raise RegistryError(f"invalid model version name {name!r}")
+        raise InvalidNameError(f"invalid model version name {name!r}")
     if calibrated_threshold is not None and not math.isfinite(calibrated_threshold):
         raise RegistryError(f"calibrated_threshold must be finite, got {calibrated_threshold!r}")
 
@@ -741,6 +747,80 @@ def publish_model_version(
     return result
 
 
+@dataclass
+class LabelPlan:
+    """What :func:`add_labels` will do, computed in one read pass before any lock is taken.
+
+    ``link``: valid labels not yet in the vocabulary; ``embed``: labels (of the whole input) with no
+    embedding for the model version; ``vectors``: reusable vectors (same encoder digest) of some of them.
+    """
+
+    vocabulary_exists: bool
+    model_version: ModelVersionInfo | None
+    link: list[LabelSpec]
+    present: int
+    embed: list[str]
+    vectors: dict[str, bytes]
+
+    @property
+    def to_encode(self) -> int:
+        return sum(1 for t in self.embed if t not in self.vectors)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.vocabulary_exists and not self.link and not self.embed
+
+
+def _vocabulary_texts(session: Session, vocab: str) -> set[str] | None:
+    """Texts linked to ``vocab`` (one query), or None if the vocabulary does not exist."""
+    vid = session.scalar(select(Vocabulary.id).where(Vocabulary.name == vocab))
+    if vid is None:
+        return None
+    stmt = select(Label.text).join(VocabularyLabel, VocabularyLabel.label_id == Label.id).where(
+        VocabularyLabel.vocabulary_id == vid
+    )
+    return set(session.connection().execute(stmt).scalars())
+
+
+def _embedded_set(session: Session, mv: ModelVersionInfo, texts: Sequence[str]) -> set[str]:
+    """Which of ``texts`` have an embedding for ``mv`` by its encoder: linear in len(texts).
+
+    Large inputs read the version's embedded texts in one query (no per-chunk IN lists); small ones
+    ask about their own texts only (cheap on a registry holding millions of labels).
+    """
+    if len(texts) <= 4 * _CHUNK:
+        return _embedded_texts(session, mv, texts)
+    stmt = (
+        select(Label.text)
+        .join(LabelEmbedding, LabelEmbedding.label_id == Label.id)
+        .where(LabelEmbedding.model_version_id == mv.id, LabelEmbedding.encoder_digest == mv.encoder_digest)
+    )
+    return set(session.connection().execute(stmt).scalars()) & set(texts)
+
+
+def plan_labels(
+    target: Target, vocab: str, specs: Sequence[LabelSpec], model_version: str | None = "latest"
+) -> LabelPlan:
+    """Plan adding validated ``specs`` to ``vocab``: a read-only pass, linear in the input, no lock.
+
+    Raises NotFoundError for an unknown model version.
+    """
+
+    def run(session: Session) -> LabelPlan:
+        mv = _model_version(session, model_version) if model_version is not None else None
+        present = _vocabulary_texts(session, vocab)
+        link = [s for s in specs if present is None or s.text not in present]
+        embed: list[str] = []
+        vectors: dict[str, bytes] = {}
+        if mv is not None:
+            have = _embedded_set(session, mv, [s.text for s in specs])
+            embed = [s.text for s in specs if s.text not in have]
+            vectors = _reusable_vectors(session, embed, mv.encoder_digest, mv.embed_dim, exclude_mv=mv.id)
+        return LabelPlan(present is not None, mv, link, len(specs) - len(link), embed, vectors)
+
+    return _read(target, run)
+
+
 def add_labels(
     target: Target,
     vocab: str,
@@ -750,64 +830,108 @@ def add_labels(
     *,
     max_label_chars: int = DEFAULT_MAX_LABEL_CHARS,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    write_batch: int = 4096,
+    progress: bool | None = False,
 ) -> AddLabelsResult:
     """Add labels to a vocabulary (created if needed) and embed those that lack an embedding.
 
     Incremental and idempotent: only labels with no embedding for (model version, its encoder digest)
     reach ``encode_fn`` (vectors of the same encoder under another version are copied); a re-run
-    encodes nothing. Bad labels are reported in ``issues``, the rest is added. One transaction.
+    encodes nothing and writes nothing (no transaction at all, so it also works on a read-only
+    registry). Bad labels are reported in ``issues``, the rest is added.
+
+    Scale (100k labels in one call): the plan is one read pass, linear in the input, with no lock
+    held; encoding runs outside any transaction; then each batch of ``write_batch`` labels is one
+    short write transaction (its own labels, links and embeddings, re-checked inside), so readers
+    and other writers wait at most one batch. A kill between batches leaves whole batches added
+    (never half a batch); re-running the call completes the rest.
 
     Args:
-        target: Engine or Session.
+        target: Engine or Session (a Session gets everything inside the caller's transaction).
         vocab: vocabulary name.
         labels: str, bytes, (text, kind) or LabelSpec items (e.g. from :func:`read_label_file`).
         encode_fn: normalised labels -> (n, dim) float32; needed only if something must be encoded.
         model_version: ``"latest"``, a name, or None (register labels without embedding them).
         max_label_chars: longer labels become issues.
         batch_size: labels per encode_fn call.
+        write_batch: labels per write transaction.
+        progress: tqdm bar on stderr over the labels (None = only on a terminal, False = none).
     """
+    from tqdm.auto import tqdm
+
     vocab = _check_vocab_name(vocab)
     specs, issues = validate_labels(labels, max_label_chars)
-    texts = [s.text for s in specs]
-
-    def plan(session: Session) -> tuple[ModelVersionInfo | None, dict[str, bytes], list[str]]:
-        if model_version is None:
-            return None, {}, []
-        mv = _model_version(session, model_version)
-        missing = [t for t in texts if t not in _embedded_texts(session, mv, texts)]
-        reuse = _reusable_vectors(session, missing, mv.encoder_digest, mv.embed_dim, exclude_mv=mv.id)
-        return mv, reuse, missing
-
-    mv, vectors, missing = _read(target, plan)
+    plan = plan_labels(target, vocab, specs, model_version)
+    mv = plan.model_version
     result = AddLabelsResult(vocabulary=vocab, model_version=mv.name if mv else None, issues=issues)
-    result.reused = len(vectors)
-
-    def encode(todo: list[str]) -> None:
-        if not todo:
-            return
-        if encode_fn is None:
-            raise RegistryError(f"{len(todo)} label(s) of {vocab!r} need embeddings but no encode_fn was given")
-        assert mv is not None
-        vectors.update(_to_bytes(todo, _encode(encode_fn, todo, mv.embed_dim, batch_size)))
-        result.encoded += len(todo)
-
-    encode([t for t in missing if t not in vectors])  # outside the write transaction
-
-    def work(session: Session) -> tuple[int, int]:
-        vocabulary_id = _ensure_vocabulary(session, vocab)
-        ids = _ensure_labels(session, texts) if texts else {}
-        added = _link_labels(session, vocabulary_id, specs, ids)
-        if mv is not None:
-            _model_version(session, mv.name)  # still published?
-            still = [t for t in texts if t not in _embedded_texts(session, mv, texts)]
-            encode([t for t in still if t not in vectors])  # rare: state changed since planning
-            _store_embeddings(session, mv, ids, {t: vectors[t] for t in still})
-        return added, len(specs) - added
-
-    result.added, result.already_present = _write(target, work)
     if issues:
         log.warning("vocabulary %r: %d label(s) rejected, e.g. %s", vocab, len(issues), issues[0])
+    result.already_present = plan.present
+    if plan.nothing_to_do or (not specs and not plan.vocabulary_exists and issues):
+        # nothing new (or every label rejected: no empty vocabulary is created): write nothing
+        return result
+    n_encode = plan.to_encode
+    if n_encode and encode_fn is None:
+        raise RegistryError(f"{n_encode} label(s) of {vocab!r} need embeddings but no encode_fn was given")
+    log.info(
+        "vocabulary %r: %d label(s) to link, %d already present, %d to encode, %d reused",
+        vocab, len(plan.link), plan.present, n_encode, len(plan.vectors),
+    )
+    vectors = plan.vectors
+    result.reused = len(vectors)
+    link_texts = {s.text for s in plan.link}
+    embed_set = set(plan.embed)
+    # One ordered work list: every label that needs a link or an embedding, each handled in one batch.
+    work_specs = [s for s in specs if s.text in link_texts or s.text in embed_set]
+    bar = tqdm(  # total = every label this call links or embeds, not one batch
+        total=len(work_specs), unit="label", desc=f"vocab {vocab}", disable=None if progress is None else not progress)
+    try:
+        if not work_specs:  # a new, empty vocabulary (no labels given)
+            _write(target, lambda session: _ensure_vocabulary(session, vocab))
+        for start in range(0, len(work_specs), write_batch):
+            batch = work_specs[start : start + write_batch]
+            todo = [s.text for s in batch if s.text in embed_set and s.text not in vectors]
+            if todo:  # outside any transaction: no lock held while the model runs
+                vectors.update(_to_bytes(todo, _encode(encode_fn, todo, mv.embed_dim, batch_size)))  # type: ignore[arg-type, union-attr]
+                result.encoded += len(todo)
+            added = _write(target, lambda session, b=batch: _write_label_batch(session, vocab, b, mv, vectors, encode_fn, batch_size, result))
+            result.added += added
+            result.already_present += len([s for s in batch if s.text in link_texts]) - added
+            for s in batch:
+                vectors.pop(s.text, None)  # bounded memory: a batch's vectors are written, drop them
+            bar.update(len(batch))
+    finally:
+        bar.close()
     return result
+
+
+def _write_label_batch(
+    session: Session,
+    vocab: str,
+    batch: Sequence[LabelSpec],
+    mv: ModelVersionInfo | None,
+    vectors: dict[str, bytes],
+    encode_fn: EncodeFn | None,
+    batch_size: int,
+    result: AddLabelsResult,
+) -> int:
+    """One write transaction of :func:`add_labels`: link ``batch`` and store its missing embeddings."""
+    vocabulary_id = _ensure_vocabulary(session, vocab)
+    texts = [s.text for s in batch]
+    ids = _ensure_labels(session, texts)
+    added = _link_labels(session, vocabulary_id, batch, ids)
+    if mv is not None:
+        _model_version(session, mv.name)  # still published?
+        have = _embedded_texts(session, mv, texts)  # re-check: a concurrent writer may have added some
+        still = [t for t in texts if t not in have]
+        late = [t for t in still if t not in vectors]
+        if late:  # rare: state changed since planning (e.g. another encoder's row was replaced)
+            if encode_fn is None:
+                raise RegistryError(f"{len(late)} label(s) of {vocab!r} need embeddings but no encode_fn was given")
+            vectors.update(_to_bytes(late, _encode(encode_fn, late, mv.embed_dim, batch_size)))
+            result.encoded += len(late)
+        _store_embeddings(session, mv, ids, {t: vectors[t] for t in still})
+    return added
 
 
 def remove_labels(
