@@ -244,6 +244,12 @@ class ClassifyConfig:
 
 
 @dataclass
+class SegmentsConfig:
+    window_s: float = 2.0  # sliding-window length in seconds for `classify --segments` / predict (2 s = one synthetic-world clip)
+    stride_s: float = 1.0  # step between window starts in seconds (< window_s: windows overlap, intervals are finer)
+
+
+@dataclass
 class EvaluateConfig:
     methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip"])  # methods evaluated (keys of metrics.json)
     splits: list[str] = field(default_factory=list)  # splits to evaluate; [] = val + every open_* split present
@@ -276,6 +282,7 @@ class Config:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

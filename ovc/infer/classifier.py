@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from ovc.infer.published import PublishedModel
+from ovc.infer.segments import SegmentResult
 
 if TYPE_CHECKING:
     import torch
@@ -117,8 +118,9 @@ class Classifier:
         matrix: (L, D) float32 label embeddings f_t(ℓ).
         kinds: per label ``entity`` | ``action`` | None.
         thresholds: calibrated thresholds, per label (L,) or one float; None = 0.5.
-        batch_size: videos per encoder call.
+        batch_size: videos per encoder call (windows per call in :meth:`classify_segments`).
         decode_workers: threads decoding ahead of the encoder (0 = inline).
+        window_s, stride_s: default sliding windows of :meth:`classify_segments` (``segments`` params).
     """
 
     def __init__(
@@ -132,6 +134,8 @@ class Classifier:
         *,
         batch_size: int = 16,
         decode_workers: int = 2,
+        window_s: float = 2.0,
+        stride_s: float = 1.0,
     ):
         import torch
 
@@ -152,6 +156,8 @@ class Classifier:
         self.batch_size = batch_size
         self._logit_cache: dict[Any, torch.Tensor] = {}
         self.decode_workers = decode_workers
+        self.window_s = float(window_s)
+        self.stride_s = float(stride_s)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -210,6 +216,7 @@ class Classifier:
             model, vocab, labels, matrix, kinds, thresholds,
             batch_size=batch_size or cfg.classify.batch_size,
             decode_workers=cfg.classify.decode_workers if decode_workers is None else decode_workers,
+            window_s=cfg.segments.window_s, stride_s=cfg.segments.stride_s,
         )
 
     # ------------------------------------------------------------------ scoring
@@ -341,6 +348,72 @@ class Classifier:
                 bar.update(len(idx) + len(errors))
         finally:
             bar.close()
+        return results
+
+    def classify_segments(
+        self,
+        videos: Sequence[str | os.PathLike] | str | os.PathLike,
+        threshold: ThresholdArg = "calibrated",
+        *,
+        window_s: float | None = None,
+        stride_s: float | None = None,
+        progress: bool | None = None,
+    ) -> list[SegmentResult]:
+        """Which labels, when: label intervals of each video from sliding windows (:mod:`ovc.infer.segments`).
+
+        Each window (``window_s`` long, every ``stride_s``) is decoded with ``reader.num_frames``
+        frames sampled uniformly inside it, embedded and scored; consecutive windows passing a
+        label's threshold merge into one interval ``{"label", "start", "end", "score"}`` (seconds,
+        score = peak window score). Unreadable files get ``error`` set; the others go on.
+
+        Args:
+            videos: paths (or one path).
+            threshold: ``"calibrated"`` (registry, per label) or a number in [0, 1].
+            window_s, stride_s: window length and step in seconds (default: the ``segments`` params).
+            progress: tqdm bar over videos (None = when more than one video and stderr is a terminal).
+        """
+        from tqdm.auto import tqdm
+
+        from ovc.data.video import VideoReadError, read_frames
+        from ovc.infer.segments import check_window, merge_windows, video_timing, window_frame_indices, window_starts
+
+        if isinstance(videos, (str, os.PathLike)):
+            videos = [videos]
+        window_s = self.window_s if window_s is None else float(window_s)
+        stride_s = self.stride_s if stride_s is None else float(stride_s)
+        check_window(window_s, stride_s)
+        thr = self._thresholds(threshold)
+        if thr is None:
+            raise ValueError("segments need a threshold ('calibrated' or a number): a label's interval is where it passes")
+        r = self.model.cfg.reader
+        results = []
+        disable = (None if len(videos) > 1 else True) if progress is None else not progress
+        for v in tqdm(list(videos), desc="segments", unit="video", disable=disable, leave=False):
+            res = SegmentResult(video=os.fspath(v))
+            results.append(res)
+            try:
+                timing = video_timing(v)
+                starts = window_starts(timing.duration, window_s, stride_s)
+                idx = window_frame_indices(starts, window_s, timing, r.num_frames)  # (W, F)
+                scores = []
+                for b in range(0, len(starts), self.batch_size):  # bounded memory on long videos
+                    chunk = idx[b : b + self.batch_size]
+                    frames = read_frames(v, r.num_frames, r.image_size, max_pixels=r.max_pixels,
+                                         indices=chunk.reshape(-1).tolist())  # (w*F, 3, H, W)
+                    frames = frames.reshape(len(chunk), r.num_frames, *frames.shape[1:])  # -> (w, F, 3, H, W)
+                    scores.append(self.scores(self.model.embed_frames(frames)))  # (w, L)
+            except VideoReadError as e:
+                res.error = str(e)
+                continue
+            except Exception as e:  # noqa: BLE001 - one odd file never stops the run
+                res.error = f"{res.video}: cannot read ({type(e).__name__}: {e})"
+                continue
+            res.duration = round(timing.duration, 3)
+            res.windows = len(starts)
+            res.segments = merge_windows(
+                np.concatenate(scores) if scores else np.zeros((0, len(self.labels)), np.float32), starts,
+                window_s=window_s, duration=timing.duration, thresholds=thr, labels=self.labels,
+            )
         return results
 
 

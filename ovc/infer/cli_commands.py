@@ -438,6 +438,9 @@ def classify_cmd(
     threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none'"),
     model_version: str = typer.Option("latest", "--model-version", help="model version name or 'latest'"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when a terminal)"),
+    segments: bool = typer.Option(False, "--segments", help="label intervals over time (sliding windows): {label, start, end, score}"),
+    window_s: Optional[float] = typer.Option(None, "--window-s", help="with --segments: window length in s (default segments.window_s)"),
+    stride_s: Optional[float] = typer.Option(None, "--stride-s", help="with --segments: window step in s (default segments.stride_s)"),
     registry: str = RegistryOpt,
     params: Optional[Path] = ParamsOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -457,6 +460,14 @@ def classify_cmd(
         raise _fail(str(e)) from None
     finally:
         engine.dispose()
+    if segments:
+        from ovc.infer.cli_collections import print_segments
+
+        try:
+            code = print_segments(clf, videos, thr, window_s, stride_s, as_json, progress)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        raise typer.Exit(code)
     results = clf.classify(videos, top_k=top_k, threshold=thr, progress=progress)
     bad = [r for r in results if r.error]
     if as_json:
