@@ -92,7 +92,7 @@ def clean_tables(
     known = set(vocab_df["label"])
     kept_pairs = set(zip(vocab_kept["vocab"], vocab_kept["label"]))
 
-    removed = Counter()  # label occurrences removed, by reason
+    removed: Counter[str] = Counter()  # label occurrences removed, by reason
     unknown: set[str] = set()
     new_lists = []
     for labels, split in zip(manifest_df["labels"], manifest_df["split"]):

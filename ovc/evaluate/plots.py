@@ -13,15 +13,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ovc.evaluate.metrics import check_inputs, f1_curve, pr_curve
-
 from ovc.fileio import atomic_write_bytes  # noqa: E402  (re-exported)
 
 __all__ = [
@@ -47,7 +45,7 @@ def _clean(v: float) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else round(v, 6)
 
 
-def write_curve(columns: Mapping[str, Sequence[float]], path, key: str = "curve") -> Path:
+def write_curve(columns: Mapping[str, ArrayLike], path, key: str = "curve") -> Path:
     """Write equally long numeric columns as CSV or JSON (by suffix) for DVC plots.
 
     Args:
@@ -105,18 +103,10 @@ def write_f1_threshold_curve(
 
 
 def _save_png(fig, out_png) -> Path:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, out_png)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out_png
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(out_png, buf.getvalue())
+    return Path(out_png)
 
 
 def _new_axes():

@@ -165,7 +165,8 @@ def zero_shot_accuracy(
 # --------------------------------------------------------------------------------------------------
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups as open_clip's trainer: no decay on gains, biases, embeddings, logit scale."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -235,6 +236,7 @@ def _image_trunk(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The vision tower up to the pooled token (patch embedding, positions, ln_pre, resblocks):
     everything but its head (``ln_post``, ``proj``)."""
     v = model.visual
+    assert isinstance(v, torch.nn.Module)
     return [p for n, p in v.named_parameters() if not (n.startswith("ln_post") or n == "proj")]
 
 

@@ -154,7 +154,7 @@ def _resize(frame: np.ndarray, short_side: int) -> np.ndarray:
     if short_side and min(h, w) != short_side:
         scale = short_side / min(h, w)
         nw, nh = max(2, round(w * scale)), max(2, round(h * scale))
-        frame = np.asarray(Image.fromarray(frame).resize((nw, nh), Image.BICUBIC))
+        frame = np.asarray(Image.fromarray(frame).resize((nw, nh), Image.Resampling.BICUBIC))
     h, w = frame.shape[:2]
     return frame[: h - h % 2, : w - w % 2]
 
@@ -224,7 +224,7 @@ def encode_frames(image_paths: list[Path], dst: Path, short_side: int, fps: int)
 def _resize_to(frame: np.ndarray, w: int, h: int) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BICUBIC))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 FeatureValue = list  # list[bytes] | list[float] | list[int]
 
@@ -126,12 +127,14 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise TFRecordError("varint too long")
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
-    """Yield (field number, wire type, value) of a message: ints for varint/fixed, bytes for LEN."""
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """Yield (field number, wire type, value) of a message: ints for varint/fixed, bytes for LEN
+    (the wire type tells which, so the value is typed ``Any`` for the callers that dispatch on it)."""
     pos, n = 0, len(buf)
     while pos < n:
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:

@@ -57,6 +57,8 @@ def run_migrations_online() -> None:
         return
 
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: no database URL (pass -x url=... or set sqlalchemy.url)")
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
