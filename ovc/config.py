@@ -60,6 +60,7 @@ class IngestConfig:
     segment_short_side: int = 256  # clips the adapters cut or encode (RareAct segments, TAO frame folders): short side in px (0 = keep)
     segment_fps: int = 8  # frame rate of those cut/encoded clips (frames above it are dropped)
     attributes: str = ""  # optional {label: [descriptions]} JSON copied to raw/attributes.json for real datasets ("" = none)
+    activitynet_subsets: list[str] = field(default_factory=lambda: ["validation"])  # ActivityNet subsets evaluated (open_activitynet); entries of other subsets are counted as skipped
 
 
 @dataclass
