@@ -252,8 +252,9 @@ class ClipModel(nn.Module):
 
     # ------------------------------------------------------------------ images
     def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embed_dim), open_clip's ``encode_image``."""
-        return self.model.encode_image(images, normalize=normalize)
+        """(B, 3, H, W) -> (B, embed_dim), open_clip's ``encode_image`` (input cast to the tower's
+        dtype, so ``clip.precision`` fp16/bf16 towers take the loaders' float32 frames)."""
+        return self.model.encode_image(images.to(self.model.visual.conv1.weight.dtype), normalize=normalize)
 
     def encode_frames(self, images: torch.Tensor, return_layers: int = 0) -> FrameFeatures:
         """Encode images and keep the hidden states of the last ``return_layers`` vision layers.
@@ -269,7 +270,7 @@ class ClipModel(nn.Module):
         L = self.vision_layers
         if not 0 <= return_layers <= L + 1:
             raise ValueError(f"return_layers must be in [0, {L + 1}], got {return_layers}")
-        x = v._embeds(images)  # (B, 1+N, W)
+        x = v._embeds(images.to(v.conv1.weight.dtype))  # (B, 1+N, W), in the tower's precision
         keep_from = L + 1 - return_layers  # hidden-state index of the first kept state
         hidden: list[torch.Tensor] = [x] if keep_from == 0 else []
         batch_first = getattr(v.transformer, "batch_first", True)

@@ -51,6 +51,7 @@ class RequestError(RuntimeError):
 class VideoItem:
     video_id: str
     path: str
+    frames: torch.Tensor | None = None  # (F, 3, H, W) uint8 decoded ahead by the stage's loader (clip-tagger), else None
 
 
 @dataclass
@@ -295,6 +296,7 @@ class ClipTaggerProvider:
         self.device = resolve_device(cfg.compute.device)
         self.max_pixels = cfg.reader.max_pixels
         self.clip = create_clip(clip_cfg, device=self.device)
+        self.frame_size = int(self.clip.image_size[0])  # the synth stage decodes clips ahead at this size
         self.model = f"{clip_cfg.model}:{clip_cfg.pretrained}"
         self.sc = cfg.synth_labels
         self.vocabulary = list(vocabulary)
@@ -312,10 +314,12 @@ class ClipTaggerProvider:
         from ovc.data.loader import to_model_input
         from ovc.data.video import VideoReadError
 
-        try:
-            frames = load_frames(item.path, self.sc.num_frames, self.clip.image_size[0], self.max_pixels)
-        except VideoReadError as e:
-            return ProviderAnswer(error=str(e))
+        frames = item.frames
+        if frames is None:
+            try:
+                frames = load_frames(item.path, self.sc.num_frames, self.frame_size, self.max_pixels)
+            except VideoReadError as e:
+                return ProviderAnswer(error=str(e))
         x = to_model_input(frames, self.device, self.clip.image_mean, self.clip.image_std)  # (F, 3, H, W) float on the device
         emb = torch.nn.functional.normalize(self.clip.encode_image(x, normalize=True).float().mean(0), dim=-1)  # (F, D) -> (D,)
         p = torch.softmax(self.scale * (self.text.float() @ emb), dim=0).cpu()  # (L,)
