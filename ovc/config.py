@@ -62,6 +62,7 @@ class IngestConfig:
     segment_short_side: int = 256  # clips the adapters cut or encode (RareAct segments, TAO frame folders): short side in px (0 = keep)
     segment_fps: int = 8  # frame rate of those cut/encoded clips (frames above it are dropped)
     attributes: str = ""  # optional {label: [descriptions]} JSON copied to raw/attributes.json for real datasets ("" = none)
+    activitynet_subsets: list[str] = field(default_factory=lambda: ["validation"])  # ActivityNet subsets evaluated (open_activitynet); entries of other subsets are counted as skipped
 
 
 @dataclass
@@ -145,6 +146,20 @@ class SynthLabelsConfig:
     keep_unknown: bool = False  # keep labels outside the vocabulary (added to the training vocabulary with vertical "Synthetic"); False = drop them
     max_label_chars: int = 60  # labels longer than this (after normalisation) are dropped
     merge_into_train: bool = False  # train every method on clean ∪ synthetic labels (method `ours_synth` always uses them: the "+ synthetic labels" row)
+
+
+@dataclass
+class AttributesConfig:
+    provider: str = "hand-written"  # source of clip_fixed_attributes' descriptions: hand-written (the dataset's own file; offline default) | seq2seq (local model, generate) | openai-compatible (chat endpoint)
+    model: str = ""  # seq2seq: model dir or hub id (e.g. google/flan-t5-base); openai-compatible: served model name
+    endpoint: str = "http://127.0.0.1:8000/v1/chat/completions"  # openai-compatible: chat-completions URL
+    api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's API key (keys never go in params)
+    k: int = 5  # K short visual descriptions per label
+    prompt: str = "List {k} short visual descriptions of what a video of {label} shows, one per line."  # asked per label ({label}, {k} replaced)
+    max_tokens: int = 96  # max new tokens of each reply
+    timeout_s: float = 60.0  # openai-compatible: per-request timeout in seconds
+    batch_size: int = 16  # labels per generate call (seq2seq)
+    cache_dir: str = ""  # replies cached by (label, prompt, model, provider, K); "" = <data>/cache/attributes
 
 
 @dataclass
@@ -271,6 +286,7 @@ class Config:
     clip: ClipConfig = field(default_factory=ClipConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     synth_labels: SynthLabelsConfig = field(default_factory=SynthLabelsConfig)
+    attributes: AttributesConfig = field(default_factory=AttributesConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     label_encoder: LabelEncoderConfig = field(default_factory=LabelEncoderConfig)
     video_encoder: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)

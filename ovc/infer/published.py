@@ -230,6 +230,10 @@ class PublishedModel:
 
         uint8 frames are normalised with the CLIP's mean/std; float frames are taken as normalised.
         """
+        return self.encode_frames(frames).float().cpu().numpy()
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed_frames` as a tensor on the model's device (frames are moved there first)."""
         import torch
 
         from ovc.data.loader import to_model_input
@@ -243,8 +247,7 @@ class PublishedModel:
                 x = to_model_input(frames, device, self.image_mean, self.image_std)  # moved as uint8, normalised there
             else:
                 x = frames.to(device)
-            emb = self.method.encode_videos(x)  # (B, D)
-        return emb.float().cpu().numpy()
+            return self.method.encode_videos(x)  # (B, D)
 
     def iter_decoded(
         self, paths: Sequence[str | os.PathLike], workers: int = 2, prefetch: int = 0

@@ -237,7 +237,7 @@ class Method(nn.Module):
 
     def score(self, video_emb: torch.Tensor, label_emb: torch.Tensor) -> torch.Tensor:
         """s(ℓ, v) = ⟨f_t(ℓ), f_v(v)⟩ (paper eq. 1): (B, D), (L, D) -> (B, L)."""
-        return video_emb @ label_emb.t()
+        return video_emb.float() @ label_emb.float().t()  # fp32 scores whatever precision the towers ran in
 
     def forward(self, frames: torch.Tensor, labels: list[str]) -> torch.Tensor:
         """(B, F, 3, H, W) frames, L labels -> (B, L) scores."""

@@ -163,12 +163,15 @@ class ClipModel(nn.Module):
 
     # ------------------------------------------------------------------ text
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """(B,) strings -> (B, context_length) LongTensor: [SOT, tokens..., EOT, 0...] (truncated, EOT kept)."""
-        return self.tokenizer(list(texts)).to(self.model.token_embedding.weight.device)
+        """(B,) strings -> (B, context_length) LongTensor: [SOT, tokens..., EOT, 0...] (truncated, EOT kept).
+
+        The ids stay on the CPU: :meth:`encode_text` reads the EOT positions there (no device sync
+        per call) and moves the ids to the model's device itself."""
+        return self.tokenizer(list(texts))
 
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, ctx) token ids -> (B, ctx, text_width) token embeddings (no positions)."""
-        return self.model.token_embedding(tokens)
+        return self.model.token_embedding(tokens.to(self.model.token_embedding.weight.device))
 
     def word_embeddings(self, words: str) -> torch.Tensor:
         """(n, text_width) token embeddings of ``words`` between SOT and EOT (a detached copy):
@@ -208,9 +211,11 @@ class ClipModel(nn.Module):
         ctx = tokens.shape[1]
         if ctx != self.context_length:
             raise ValueError(f"tokens have length {ctx}, CLIP context length is {self.context_length}")
+        device = m.token_embedding.weight.device
+        tokens = tokens.cpu()  # EOT positions and the trim length are read on the host
         eot = self._eot_index(tokens)  # (B,)
         if soft_prompts is None:
-            x = m.token_embedding(tokens)  # (B, ctx, W)
+            x = m.token_embedding(tokens.to(device))  # (B, ctx, W)
         else:
             if soft_prompts.dim() == 2:
                 soft_prompts = soft_prompts.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (P, W) -> (B, P, W)
@@ -226,7 +231,8 @@ class ClipModel(nn.Module):
                 tail[rows, -1] = tokens[rows, eot[rows]]
             eot = torch.clamp(eot + P, max=ctx - 1)
             x = torch.cat(
-                [m.token_embedding(tokens[:, :1]), soft_prompts.to(m.token_embedding.weight.dtype), m.token_embedding(tail)],
+                [m.token_embedding(tokens[:, :1].to(device)), soft_prompts.to(m.token_embedding.weight.dtype),
+                 m.token_embedding(tail.to(device))],
                 dim=1,
             )  # (B, 1 + P + ctx-1-P, W) = (B, ctx, W)
         cast_dtype = m.transformer.get_cast_dtype()
@@ -239,15 +245,16 @@ class ClipModel(nn.Module):
         x = x.to(cast_dtype) + m.positional_embedding[: x.shape[1]].to(cast_dtype)
         x = m.transformer(x, attn_mask=mask)
         x = m.ln_final(x)  # (B, n, W)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, W)
+        x = x[torch.arange(x.shape[0], device=x.device), eot.to(x.device)]  # (B, W)
         if m.text_projection is not None:
             x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
         return F.normalize(x, dim=-1) if normalize else x
 
     # ------------------------------------------------------------------ images
     def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embed_dim), open_clip's ``encode_image``."""
-        return self.model.encode_image(images, normalize=normalize)
+        """(B, 3, H, W) -> (B, embed_dim), open_clip's ``encode_image`` (input cast to the tower's
+        dtype, so ``clip.precision`` fp16/bf16 towers take the loaders' float32 frames)."""
+        return self.model.encode_image(images.to(self.model.visual.conv1.weight.dtype), normalize=normalize)
 
     def encode_frames(self, images: torch.Tensor, return_layers: int = 0) -> FrameFeatures:
         """Encode images and keep the hidden states of the last ``return_layers`` vision layers.
@@ -263,7 +270,7 @@ class ClipModel(nn.Module):
         L = self.vision_layers
         if not 0 <= return_layers <= L + 1:
             raise ValueError(f"return_layers must be in [0, {L + 1}], got {return_layers}")
-        x = v._embeds(images)  # (B, 1+N, W)
+        x = v._embeds(images.to(v.conv1.weight.dtype))  # (B, 1+N, W), in the tower's precision
         keep_from = L + 1 - return_layers  # hidden-state index of the first kept state
         hidden: list[torch.Tensor] = [x] if keep_from == 0 else []
         batch_first = getattr(v.transformer, "batch_first", True)

@@ -90,7 +90,7 @@ METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 TRAINABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.trainable)
 CACHEABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.trainable and s.frozen_trunk)
 DISPLAY_NAMES: dict[str, str] = {n: s.display for n, s in METHODS.items()}
-ATTRIBUTES_FILE = "clean/attributes.json"  # under paths.data: {label: [descriptions]} of clip_fixed_attributes
+ATTRIBUTES_FILE = "attributes/attributes.json"  # under paths.data: {label: [descriptions]} of clip_fixed_attributes (stage `attributes`)
 
 
 class UnknownMethodError(ValueError):
@@ -199,7 +199,7 @@ def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mappin
         if not attributes:  # None, or {} (an attributes file with no label): never a silent class-name copy
             raise MissingAttributesError(
                 f"clip_fixed_attributes needs attributes {{label: [descriptions]}} (<data>/{ATTRIBUTES_FILE}, written by "
-                "`ovc stage attributes` or the offline world's hand-written file); got "
+                "`ovc stage attributes`); got "
                 + ("none" if attributes is None else "an empty mapping")
             )
         return Method(name, FixedAttributeLabelEncoder(clip, attributes, b.classname_template, b.attribute_template), video)
@@ -221,7 +221,7 @@ def build_method(cfg: Config, name: str, attributes: Mapping[str, Sequence[str]]
     if attributes is None and method_spec(name).builds == "clip_fixed_attributes":
         attributes = read_attributes(cfg)
         if attributes is None:
-            raise MissingAttributesError(f"clip_fixed_attributes: {attributes_path(cfg)} not found")
+            raise MissingAttributesError(f"clip_fixed_attributes: {attributes_path(cfg)} not found; run `ovc stage attributes`")
         if not attributes:
             raise MissingAttributesError(f"clip_fixed_attributes: {attributes_path(cfg)} holds no label")
     clip = create_clip(resolve_clip_config(cfg), device=device)

@@ -250,12 +250,12 @@ class VideoEncoder(nn.Module):
         frozen = dict(self.clip.visual.transformer.resblocks[self.first_layer + t].named_parameters())
         ft = dict(layer.named_parameters())
         if torch.is_grad_enabled():
-            return {n: torch.lerp(frozen[n], p, alpha) for n, p in ft.items()}  # dθ/dθ_ft = α
+            return {n: torch.lerp(frozen[n].to(p.dtype), p, alpha) for n, p in ft.items()}  # dθ/dθ_ft = α
         # no-grad (eval/inference): reuse the interpolation while α and every tensor's version are unchanged
         key = (alpha, tuple((id(p), p._version) for p in ft.values()), tuple((id(frozen[n]), frozen[n]._version) for n in ft))
         hit = self._interp_cache.get(t)
         if hit is None or hit[0] != key:
-            hit = (key, {n: torch.lerp(frozen[n], p, alpha) for n, p in ft.items()})
+            hit = (key, {n: torch.lerp(frozen[n].to(p.dtype), p, alpha) for n, p in ft.items()})
             self._interp_cache[t] = hit
         return hit[1]
 

@@ -13,6 +13,7 @@ from typing import Any
 from ovc.config import Config
 from ovc.fileio import atomic_dir, atomic_write_json
 from ovc.models.clip import save_clip_local_dir
+from ovc.models.device import resolve_device
 from ovc.paths import DataLayout
 from ovc.train.bootstrap import METRICS_FILENAME, curve_ends, train_clip
 
@@ -35,7 +36,7 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     t0 = time.perf_counter()
     bcfg = cfg.bootstrap
     out = DataLayout.of(cfg).bootstrap_clip  # where resolve_clip_config looks
-    clip, hist = train_clip(bcfg, cfg.clip)
+    clip, hist = train_clip(bcfg, cfg.clip, device=resolve_device(cfg.compute.device))
     (loss_first, loss_last), (shape_first, shape_last) = curve_ends(hist["caption_loss"]), curve_ends(hist["shape_loss"])
     metrics = {
         "model": cfg.clip.model,

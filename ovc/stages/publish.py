@@ -215,6 +215,7 @@ def publish(cfg: Config) -> dict[str, Any]:
         publish_model_version,
         sha256_file,
     )
+    from ovc.models.device import resolve_device
     from ovc.models.methods import load_method, weights_path
 
     t0 = time.time()
@@ -234,7 +235,7 @@ def publish(cfg: Config) -> dict[str, Any]:
     weights = weights_path(cfg, method_name)
     if weights is not None and not weights.is_file():
         raise PublishError(f"{method_name}: trained weights {weights} not found; run `ovc stage train` first")
-    method = load_method(cfg, method_name, None)
+    method = load_method(cfg, method_name, None, device=resolve_device(cfg.compute.device))  # labels encoded on the GPU when there is one
     enc_digest = encoder_digest(method, cfg)
     root = artifacts_root(cfg)
     artifacts, clip_digest = _clip_artifact(cfg, root)

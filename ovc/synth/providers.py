@@ -51,6 +51,7 @@ class RequestError(RuntimeError):
 class VideoItem:
     video_id: str
     path: str
+    frames: torch.Tensor | None = None  # (F, 3, H, W) uint8 decoded ahead by the stage's loader (clip-tagger), else None
 
 
 @dataclass
@@ -72,11 +73,11 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_frames(path: str, num_frames: int, size: int) -> torch.Tensor:
-    """(F, 3, size, size) uint8, uniform sampling (the evaluation reader)."""
-    from ovc.data.video import read_frames
+def load_frames(path: str, num_frames: int, size: int, max_pixels: int | None = None) -> torch.Tensor:
+    """(F, 3, size, size) uint8, uniform sampling (the evaluation reader; ``reader.max_pixels`` guard)."""
+    from ovc.data.video import DEFAULT_MAX_PIXELS, read_frames
 
-    return read_frames(path, num_frames, size, sampling="uniform")
+    return read_frames(path, num_frames, size, sampling="uniform", max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
 
 
 def frames_to_jpeg(frames: torch.Tensor, quality: int) -> list[bytes]:
@@ -286,12 +287,16 @@ class ClipTaggerProvider:
 
     def __init__(self, cfg: Config, vocabulary: list[str]):
         from ovc.models.clip import create_clip
+        from ovc.models.device import resolve_device
         from ovc.models.pretrained import resolve_clip_config
 
         if not vocabulary:
             raise SynthProviderError("clip-tagger: the candidate (training) vocabulary is empty")
         clip_cfg = resolve_clip_config(cfg)
-        self.clip = create_clip(clip_cfg)
+        self.device = resolve_device(cfg.compute.device)
+        self.max_pixels = cfg.reader.max_pixels
+        self.clip = create_clip(clip_cfg, device=self.device)
+        self.frame_size = int(self.clip.image_size[0])  # the synth stage decodes clips ahead at this size
         self.model = f"{clip_cfg.model}:{clip_cfg.pretrained}"
         self.sc = cfg.synth_labels
         self.vocabulary = list(vocabulary)
@@ -306,15 +311,18 @@ class ClipTaggerProvider:
 
     @torch.no_grad()
     def label_video(self, item: VideoItem) -> ProviderAnswer:
-        from ovc.data.video import VideoReadError, normalize_frames
+        from ovc.data.loader import to_model_input
+        from ovc.data.video import VideoReadError
 
-        try:
-            frames = load_frames(item.path, self.sc.num_frames, self.clip.image_size[0])
-        except VideoReadError as e:
-            return ProviderAnswer(error=str(e))
-        x = normalize_frames(frames, self.clip.image_mean, self.clip.image_std)  # (F, 3, H, W) float
-        emb = torch.nn.functional.normalize(self.clip.encode_image(x, normalize=True).mean(0), dim=-1)  # (F, D) -> (D,)
-        p = torch.softmax(self.scale * (self.text @ emb), dim=0)  # (L,)
+        frames = item.frames
+        if frames is None:
+            try:
+                frames = load_frames(item.path, self.sc.num_frames, self.frame_size, self.max_pixels)
+            except VideoReadError as e:
+                return ProviderAnswer(error=str(e))
+        x = to_model_input(frames, self.device, self.clip.image_mean, self.clip.image_std)  # (F, 3, H, W) float on the device
+        emb = torch.nn.functional.normalize(self.clip.encode_image(x, normalize=True).float().mean(0), dim=-1)  # (F, D) -> (D,)
+        p = torch.softmax(self.scale * (self.text.float() @ emb), dim=0).cpu()  # (L,)
         order = torch.argsort(p, descending=True).tolist()
         return ProviderAnswer([(self.vocabulary[j], float(p[j])) for j in order[: max(self.sc.top_k, 0) or len(order)]])
 

@@ -27,6 +27,8 @@ them: the ablation row).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from collections import Counter
@@ -123,6 +125,32 @@ def answer_rows(
 # --------------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------------
+def _decode_ahead(cfg: Config, provider: Any, items: list) -> Any:
+    """For a provider that takes the stage's frames (clip-tagger: its CLIP's input size), answers in
+    item order with the clips decoded by the one video data path (DataLoader workers ahead,
+    ``reader.max_pixels``, bad files warned by name); None for providers that decode themselves
+    (the VLM providers look their replies up in a cache before decoding anything)."""
+    size = getattr(provider, "frame_size", None)
+    if size is None:
+        return None
+    from ovc.data.loader import ClipDataset, ClipLoader
+
+    ds = ClipDataset([it.path for it in items], cfg.synth_labels.num_frames, size, "uniform", cfg.reader.max_pixels)
+    loader = ClipLoader(ds, cfg.reader.loader_workers, getattr(provider, "device", "cpu"), stage="synth_labels")
+
+    def answers():
+        from ovc.synth.providers import ProviderAnswer
+
+        for batch in loader.batches([[i] for i in range(len(items))]):
+            for f in batch.failures:
+                yield ProviderAnswer(error=f.message)
+            if batch.frames is not None:
+                it = items[batch.indices[0]]
+                yield provider.label_video(dataclasses.replace(it, frames=batch.frames[0]))
+
+    return answers()
+
+
 def synth_labels(cfg: Config) -> dict[str, Any]:
     """Label ``synth_labels.splits`` videos with the configured provider; write labels + summary."""
     from ovc.data.manifest import atomic_write_json, read_manifest, read_vocabulary, resolve_video_path, write_vocabulary
@@ -149,10 +177,13 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
     cached = requests = 0
     from tqdm.auto import tqdm
 
-    for vid, path, existing in tqdm(
-        list(zip(videos["video_id"], videos["path"], videos["labels"])), desc=f"synth_labels ({sc.provider})", leave=False, disable=None
+    items = [VideoItem(vid, str(resolve_video_path(manifest_path, path))) for vid, path in zip(videos["video_id"], videos["path"])]
+    decoded = _decode_ahead(cfg, provider, items)
+    for item, existing in tqdm(
+        list(zip(items, videos["labels"])), desc=f"synth_labels ({sc.provider})", leave=False, disable=None
     ):
-        answer = provider.label_video(VideoItem(vid, str(resolve_video_path(manifest_path, path))))
+        vid = item.video_id
+        answer = next(decoded) if decoded is not None else provider.label_video(item)
         cached += int(answer.cached)
         requests += answer.requests
         if answer.error is not None:

@@ -96,8 +96,9 @@ def _article(phrase: str) -> str:
 # Frames
 # --------------------------------------------------------------------------------------------------
 def to_model_input(images: np.ndarray | torch.Tensor, clip: ClipModel) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised with the CLIP's mean/std."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 on the CLIP's device, normalised with its mean/std."""
+    device = clip.model.logit_scale.device
+    x = torch.as_tensor(images).to(device, non_blocking=True).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W), moved as uint8
     return normalize_frames(x, clip.image_mean, clip.image_std)
 
 
@@ -224,6 +225,7 @@ def word_contrast_loss(
     Returns:
         the mean cross-entropy over the rows with a word (0 when there are none).
     """
+    targets = targets.to(image_features.device)
     rows = targets.sum(dim=1) > 0  # (B,)
     if not bool(rows.any()):
         return image_features.new_zeros(())
@@ -245,6 +247,7 @@ def train_clip(
     clip_cfg: ClipConfig,
     *,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[ClipModel, dict[str, Any]]:
     """Train a CLIP from scratch on captioned frames of the synthetic world.
 
@@ -252,6 +255,7 @@ def train_clip(
         bcfg: the ``bootstrap`` section.
         clip_cfg: architecture (``model``); ``pretrained`` is ignored (random init).
         progress: show a tqdm bar with the loss.
+        device: where the CLIP trains (the stage passes `compute.device`, resolved).
     Returns:
         ``(clip, history)``; ``history`` has the per-step loss, lr, logit scale, timing and the
         intermediate zero-shot evaluations (``eval_every``).
@@ -268,7 +272,7 @@ def train_clip(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(bcfg.seed)
-        clip = create_clip(ClipConfig(model=clip_cfg.model, pretrained="", precision="fp32"), lock=False)
+        clip = create_clip(ClipConfig(model=clip_cfg.model, pretrained="", precision="fp32"), device=device, lock=False)
         size = int(clip.image_size[0])
         if bcfg.image_size and bcfg.image_size != size:
             raise ValueError(f"bootstrap.image_size={bcfg.image_size} but {clip_cfg.model} takes {size}x{size} inputs")
@@ -313,7 +317,7 @@ def train_clip(
             x = to_model_input(pixels[idx], clip)  # (B, 3, H, W)
             if bcfg.hflip:
                 flip = torch.rand(bcfg.batch_size, generator=g) < 0.5  # captions have no left/right words
-                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
             img_f = model.encode_image(x, normalize=True)  # (B, D)
             scale = model.logit_scale.exp()
             kinds = ("shape",) if shape_phase else (WORD_KINDS if bcfg.word_weight > 0 else ())

@@ -131,6 +131,28 @@ def batch_loss(method, videos, labels: list[str], targets: torch.Tensor, cfg: Co
     return _loss(scores, targets, cfg)
 
 
+def model_inputs(raw, device: torch.device | str, mean, std):
+    """A batch's video inputs on the model's device: uint8 frames (B, F, 3, H, W) from the loader
+    (moved as uint8, CLIP-normalised there) or cached VideoFeatures (moved as they are)."""
+    from ovc.data.loader import to_model_input
+    from ovc.models.video_encoder import VideoFeatures
+
+    if isinstance(raw, VideoFeatures):
+        return raw.to(device)
+    return to_model_input(raw, device, mean, std)
+
+
+def step_loss(model: torch.nn.Module, videos, labels: list[str], targets: torch.Tensor, cfg: Config,
+              device: torch.device, alpha: float | None = None) -> torch.Tensor:
+    """One step's forward: scores under autocast (CUDA + ``compute.amp``), the loss in fp32 with the
+    targets moved to the scores' device. ``model`` is a :class:`StepModel` (or its DDP wrapper)."""
+    from ovc.models.device import autocast
+
+    with autocast(device, cfg.compute.amp):
+        scores = model(videos, labels, alpha)  # (B, |P_B ∪ N_B|)
+    return _loss(scores, targets, cfg)
+
+
 def _loss(scores: torch.Tensor, targets: torch.Tensor, cfg: Config) -> torch.Tensor:
     from ovc.train.loss import multilabel_loss_from_scores
 
@@ -171,8 +193,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device) -> dict[str, Any]:
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
     ``load_features()`` returns the feature cache (called only when the method trains from it)."""
-    from ovc.data.loader import ClipLoader, to_model_input
-    from ovc.models.device import autocast, grad_scaler
+    from ovc.data.loader import ClipLoader
+    from ovc.models.device import grad_scaler
     from ovc.models.methods import build_method, method_clip, uses_frozen_trunk
     from ovc.models.video_encoder import VideoEncoder
     from ovc.train.batching import MultiLabelCollator
@@ -239,10 +261,10 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
     def inputs_of(batch) -> tuple[Any, list[int]]:
         if cache is not None:
             kept = [i for i in batch if data.video_ids[i] in cache]  # the cache skipped unreadable videos
-            return (cache.get([data.video_ids[i] for i in kept]).to(device) if kept else None), kept
-        if batch.frames is None:
-            return None, []
-        return to_model_input(batch.frames, device, clip.image_mean, clip.image_std), batch.indices
+            raw = cache.get([data.video_ids[i] for i in kept]) if kept else None
+        else:
+            raw, kept = batch.frames, batch.indices
+        return (model_inputs(raw, device, clip.image_mean, clip.image_std) if kept else None), kept
 
     show_progress = rank == 0 and tcfg.progress
     fallback = None  # the last inputs of this rank: a rank without a batch runs them at weight 0 (DDP needs every rank)
@@ -285,9 +307,7 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
                 step_inputs = fallback if fallback is not None else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
             if step_inputs is not None:
                 videos, labels, targets = step_inputs
-                with autocast(device, cfg.compute.amp):
-                    scores = model(videos, labels, alpha)  # (B, |P_B ∪ N_B|)
-                loss = _loss(scores, targets, cfg)
+                loss = step_loss(model, videos, labels, targets, cfg, device, alpha)
                 scaler.scale(loss * weight).backward()
                 if weight:
                     loss_sum += float(loss.detach())

@@ -177,7 +177,7 @@ def test_youtube8m_csv_export_and_clean_drops_games(tmp_path):
     root.mkdir()
     (root / "vocabulary.csv").write_text(_yt8m_root(tmp_path).joinpath("vocabulary.csv").read_text())
     (root / "train_labels.csv").write_text("video_id,labels\naa11,2 3\nbb22,1 2\n")
-    (root / "val_labels.csv").write_text("video_id,labels\ncc33,3\n")
+    (root / "val_labels.csv").write_text("id,labels\ncc33,3\n")  # later releases name the column `id`
     for vid in ("aa11", "bb22", "cc33"):
         _mp4(root / f"{vid}.mp4")
     cfg = _cfg(tmp_path, "youtube8m", root)
@@ -311,6 +311,11 @@ def test_activitynet(tmp_path):
     verticals = dict(zip(v["label"], v["vertical"]))
     assert verticals == {"Playing squash": "Sports, Exercise, and Recreation", "Vacuuming floor": "Household Activities"}
     assert set(v["kind"]) == {"action"} and set(v["vocab"]) == {"open_activitynet"}
+    assert summary["notes"]["skipped_subsets"] == {"training": 1, "testing": 1}  # reported, not silently dropped
+    # the subsets param: training videos join the open split when asked for
+    summary = ingest(_cfg(tmp_path, "activitynet", root, activitynet_subsets=["validation", "training"]))
+    _, m, _ = _outputs(tmp_path)
+    assert "trainvid" in m.index and summary["notes"]["skipped_subsets"] == {"testing": 1}
 
 
 # --------------------------------------------------------------------------------------------------

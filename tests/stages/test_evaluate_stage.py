@@ -29,7 +29,10 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
         ),
     )
     run_stage("train", cfg)
+    run_stage("attributes", cfg)  # offline: the synthetic world's hand-written descriptions
     summary = run_stage("evaluate", cfg)
+    assert summary["attributes"]["provider"] == "hand-written"
+    assert "CLIP with hand-written attributes" in (tiny_project / "eval" / "results.md").read_text()
     out = tiny_project / "eval"
     splits = ["val", "open_actions", "open_entities", "open_rare", "open_synonyms"]
     assert sorted(summary["splits"]) == sorted(splits)
@@ -75,3 +78,31 @@ def test_evaluate_needs_trained_weights(tiny_project):
     cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, "evaluate.methods=[ours]"))
     with pytest.raises(FileNotFoundError, match="run `ovc stage train` first"):
         run_stage("evaluate", cfg)
+
+
+def test_closed_datasets_split_by_training_dataset_else_by_label_kind():
+    """§4.5 / Table 1: YouTube-8M and Kinetics rows are their own datasets (own videos, own labels);
+    the offline world's one dataset falls back to its entity/action halves."""
+    import numpy as np
+
+    from ovc.evaluate.calibration import calibrate_threshold
+    from ovc.stages.evaluate import SplitData, closed_datasets
+
+    vocab = ["car", "dog", "running", "swimming"]
+    kinds = {"car": "entity", "dog": "entity", "running": "action", "swimming": "action"}
+    positives = [["car"], ["dog", "car"], ["running"], ["swimming"]]
+    mixed = SplitData("val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds,
+                      sources=["youtube8m", "youtube8m", "kinetics", "kinetics"])
+    targets = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
+    scores = np.array([[0.9, 0.2, 0.1, 0.1], [0.8, 0.7, 0.3, 0.2], [0.1, 0.1, 0.4, 0.35], [0.2, 0.1, 0.3, 0.45]], dtype=np.float32)
+    datasets, by = closed_datasets(mixed, scores, targets)
+    assert by == "source" and set(datasets) == {"val_youtube8m", "val_kinetics"}
+    yt_scores, yt_targets = datasets["val_youtube8m"]
+    assert yt_scores.shape == (2, 2) and yt_targets.tolist() == [[1, 0], [1, 1]]  # its videos x its labels
+    thr, details = calibrate_threshold(datasets)
+    assert set(details["f1_at_threshold"]) == {"val_youtube8m", "val_kinetics"}
+    assert details["min_f1_at_threshold"] == min(details["f1_at_threshold"].values())
+
+    one = SplitData("val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds, sources=["synthworld"] * 4)
+    datasets, by = closed_datasets(one, scores, targets)
+    assert by == "kind" and set(datasets) == {"val_entity", "val_action"}

@@ -19,12 +19,15 @@ Layout under the root (``ingest.roots.activitynet``)::
     activity_net.v1-3.min.json (or activity_net.v1-2.min.json, annotations/...)
     **/v_<youtube id>.mp4  or  **/<youtube id>.mp4     (the crawler's naming; .mkv/.webm too)
 
-Subset ``validation`` -> split ``open_activitynet`` (``testing`` has no public labels; ``training``
-is not used since ActivityNet is a test set here).
+Subsets ``ingest.activitynet_subsets`` (default ``[validation]``) -> split ``open_activitynet``
+(``testing`` has no public labels; ``training`` is not used by default since ActivityNet is a test set
+here). Entries of the other subsets are counted per subset in the ingest notes (``skipped_subsets``)
+and logged, never silently dropped.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,11 @@ from ovc.config import Config
 from ovc.data.adapters.common import AdapterOutput, DatasetFormatError, capped, find_file, index_videos, ingest_source, lookup_video
 from ovc.data.adapters.tao import load_json
 
+log = logging.getLogger(__name__)
+
 SOURCE = "activitynet"
 SPLIT = "open_activitynet"
-SUBSET = "validation"
+SUBSET = "validation"  # when ingest.activitynet_subsets is empty
 ANNOTATION_FILES = ["activity_net.v1-3.min.json", "activity_net.v1-2.min.json", "annotations/activity_net.v1-3.min.json"]
 
 
@@ -60,7 +65,19 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
         raise DatasetFormatError(f"{path}: 'database' must map video ids to entries")
     verticals = top_level_verticals(data.get("taxonomy", []) or [])
     videos = index_videos(root)
-    entries = [(k, v) for k, v in data["database"].items() if isinstance(v, dict) and v.get("subset") == SUBSET]
+    subsets = list(cfg.ingest.activitynet_subsets) or [SUBSET]
+    entries, skipped = [], {}
+    for k, v in data["database"].items():
+        if not isinstance(v, dict):
+            log.warning("activitynet: %s: database[%r] is not an object; skipped", path, k)
+            skipped["<not an object>"] = skipped.get("<not an object>", 0) + 1
+        elif v.get("subset") in subsets:
+            entries.append((k, v))
+        else:
+            skipped[str(v.get("subset"))] = skipped.get(str(v.get("subset")), 0) + 1
+    if skipped:
+        log.warning("activitynet: skipped %s entries of subsets not in ingest.activitynet_subsets=%s",
+                    ", ".join(f"{n} {s!r}" for s, n in sorted(skipped.items())), subsets)
     used: list[str] = []
     for yid, entry in capped(entries, cfg.ingest.max_videos_per_split):
         labels: list[str] = []
@@ -78,7 +95,8 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
         out.rows.append({"video_id": yid, "path": str(video), "labels": labels, "split": SPLIT, "source": SOURCE})
     for label in sorted(set(used)):
         out.vocab.append({"label": label, "vertical": verticals.get(label, "Actions"), "kind": "action", "vocab": SPLIT})
-    out.notes.update({"annotation_file": str(path), "version": data.get("version"), "subset": SUBSET, "annotated_videos": len(entries)})
+    out.notes.update({"annotation_file": str(path), "version": data.get("version"), "subsets": subsets,
+                      "annotated_videos": len(entries), "skipped_subsets": skipped})
     return out
 
 

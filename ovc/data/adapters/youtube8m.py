@@ -16,7 +16,7 @@ Files (research.google.com/youtube8m/download.html; google/youtube-8m ``readers.
   confirmed in at least one of its segments (human verified; 1000 classes).
 
 TFRecords need no TensorFlow here; a CSV export is accepted too (e.g. written with TensorFlow
-elsewhere): columns ``video_id, labels`` with ``labels`` the space-separated label *indices*.
+elsewhere): columns ``video_id`` (or ``id``), ``labels`` with ``labels`` the space-separated label *indices*.
 
 YouTube-8M ships features, not videos: the clips must be downloaded separately (YouTube ids come
 from the pseudo ids through the dataset's lookup service) and placed under the root named by the
@@ -107,9 +107,10 @@ def iter_csv(path: Path) -> Iterator[tuple[str, list[int]]]:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError) as e:
         raise DatasetFormatError(f"{path}: cannot read CSV ({e})") from None
-    if not {"video_id", "labels"} <= set(df.columns):
-        raise DatasetFormatError(f"{path}: expected columns video_id, labels (space-separated label indices)")
-    for i, (vid, labels) in enumerate(zip(df["video_id"], df["labels"])):
+    id_col = "video_id" if "video_id" in df.columns else "id"  # the 2017 release says video_id, later ones id
+    if not {id_col, "labels"} <= set(df.columns):
+        raise DatasetFormatError(f"{path}: expected columns video_id (or id), labels (space-separated label indices); got {list(df.columns)}")
+    for i, (vid, labels) in enumerate(zip(df[id_col], df["labels"])):
         try:
             yield vid, [int(x) for x in str(labels).replace(",", " ").split()]
         except ValueError:
