@@ -41,7 +41,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ovc.config import load_config
-from ovc.errors import InputError, OvcError
+from ovc.errors import InputError, OvcError, markdown_cell
 from ovc.infer.published import load_published
 from ovc.registry import (
     add_labels,
@@ -65,11 +65,6 @@ _ENCODERS_LOCK = threading.Lock()
 
 class VocabularyInputError(InputError):
     """A vocabulary file that cannot be used (unreadable, bad name); names the file."""
-
-
-def md_cell(text: Any) -> str:
-    """A value safe inside a markdown table cell: one line, ``|`` escaped (multi-line errors stay in their row)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,11 +210,11 @@ def write_report(summary: dict[str, Any]) -> str:
     ]
     for name, r in summary["vocabularies"].items():
         lines.append(
-            f"| {md_cell(name)} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
+            f"| {markdown_cell(name)} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
         )
     for what in ("skipped", "failed"):
         for name, reason in summary[what].items():
-            lines.append(f"| {md_cell(name)} | {what}: {md_cell(reason)} | | | | | |")
+            lines.append(f"| {markdown_cell(name)} | {what}: {markdown_cell(reason)} | | | | | |")
     if not summary["vocabularies"] and not summary["skipped"] and not summary["failed"]:
         lines.append("| (no vocabulary files) | | | | | | |")
     return str(create_markdown_artifact(markdown="\n".join(lines) + "\n", key=ARTIFACT_KEY,

@@ -28,3 +28,13 @@ class TransientError(OvcError):
     """A failure that may succeed on retry (lock timeout, server briefly unreachable)."""
 
     retryable = True
+
+
+def one_line(text: object) -> str:
+    """``text`` folded onto one line (runs of whitespace, newlines included, become one space)."""
+    return " ".join(str(text).split())
+
+
+def markdown_cell(text: object) -> str:
+    """``text`` safe inside a markdown table cell: one line, ``|`` escaped (a multi-line error stays in its row)."""
+    return one_line(text).replace("|", "\\|")

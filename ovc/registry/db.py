@@ -175,6 +175,26 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database).expanduser()
 
 
+def registry_dir(target: Any) -> Path | None:
+    """Directory of a file registry (SQLite), which relative artifact paths are stored against; None otherwise.
+
+    Args:
+        target: an Engine, a Session/Connection bound to one, or a URL string.
+    """
+    if isinstance(target, str):
+        url = target
+    else:
+        bind = target.get_bind() if hasattr(target, "get_bind") else getattr(target, "engine", target)
+        url = bind.url.render_as_string(hide_password=False)
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    db = str(path)
+    if db.startswith("file:"):  # URI form (sqlite:///file:/x/registry.db?mode=ro&uri=true)
+        db = db[len("file:") :].split("?", 1)[0]
+    return Path(db).expanduser().resolve().parent
+
+
 def where_hint() -> str:
     """How to point ovc at a registry: every name here is a real option."""
     return (

@@ -41,6 +41,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from datetime import datetime
@@ -1018,6 +1019,43 @@ def list_labels(target: Target, vocab: str) -> list[LabelSpec]:
         return [LabelSpec(t, k) for t, k in session.execute(stmt)]
 
     return _read(target, run)
+
+
+ARTIFACTS_KEY = "artifacts"  # params[...] of a model version: where its files are (see ovc.registry.publish)
+
+
+def resolve_artifacts(target: Target, info: ModelVersionInfo) -> ModelVersionInfo:
+    """``info`` with its artifacts directory made absolute against the registry's own location.
+
+    ``publish`` stores the artifacts directory relative to a file registry (``registry_artifacts``
+    next to ``registry.db``), so a moved or copied project keeps working; ``dir_at_publish`` (the
+    absolute path at publish time) is the fallback when the relative one does not exist (a registry
+    copied without its artifacts, an artifact store outside the project). Absolute entries
+    (PostgreSQL registries, versions published before this change) are kept as they are.
+    """
+    from ovc.registry.db import registry_dir
+
+    params = dict(info.params or {})
+    arts = dict(params.get(ARTIFACTS_KEY) or {})
+    stored = arts.get("dir")
+    if not stored or Path(stored).is_absolute():
+        return info
+    base = registry_dir(target if isinstance(target, Engine) else target.get_bind())
+    candidates = [base / stored] if base is not None else []
+    if arts.get("dir_at_publish"):
+        candidates.append(Path(arts["dir_at_publish"]))
+    found = next((c for c in candidates if c.is_dir()), candidates[0] if candidates else Path(stored))
+    arts["dir"] = str(found)
+    params[ARTIFACTS_KEY] = arts
+    return dataclasses.replace(info, params=params)
+
+
+def get_model_version(target: Target, model_version: str = "latest") -> ModelVersionInfo:
+    """A model version (``"latest"`` = highest id; NotFoundError if absent), artifacts resolved.
+
+    The public way to read one version for loading it (:func:`resolve_artifacts`).
+    """
+    return resolve_artifacts(target, _read(target, lambda s: _model_version(s, model_version)))
 
 
 def list_model_versions(target: Target) -> list[ModelVersionInfo]:
