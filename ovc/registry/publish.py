@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ovc.config import Config
+from ovc.errors import OvcError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ _MODEL_SECTIONS = ("llm", "label_encoder", "video_encoder", "baselines", "clip",
 _MODEL_KEYS = {"loss": ("tau",), "evaluate": ("main_method",)}
 
 
-class PublishError(RuntimeError):
+class PublishError(OvcError, RuntimeError):
     """The publish stage cannot run (missing input, unsupported method); names the file or method."""
 
 
