@@ -32,6 +32,7 @@ import pandas as pd
 from ovc.config import Config
 from ovc.data.manifest import (
     atomic_write_json,
+    data_roots,
     normalize_labels,
     read_manifest,
     read_vocabulary,
@@ -183,7 +184,7 @@ def clean(cfg: Config) -> dict[str, Any]:
     """
     data = Path(cfg.paths.data)
     raw, out_dir = data / "raw", data / "clean"
-    manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True)
+    manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True, roots=data_roots(cfg))
     vocab = read_vocabulary(raw / "vocabulary.parquet")
 
     manifest_out, vocab_out, report = clean_tables(

@@ -92,11 +92,11 @@ class SplitData:
 
 def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
     """The evaluation splits of the clean manifest: ``val`` (training vocabulary) and every ``open_*``."""
-    from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
+    from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path
 
     clean = Path(cfg.paths.data) / "clean"
     manifest_path = clean / "manifest.parquet"
-    df = read_manifest(manifest_path)
+    df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
     vocab_df = read_vocabulary(clean / "vocabulary.parquet")
     present = [s for s in df["split"].unique().tolist() if s in CLOSED_SPLITS or s.startswith("open_")]
     wanted = splits or cfg.evaluate.splits or sorted(present, key=lambda s: (s not in CLOSED_SPLITS, s))

@@ -50,7 +50,7 @@ def test_manifest_round_trip_gives_python_lists_and_stable_bytes(tmp_path):
     path = tmp_path / "m" / "manifest.parquet"
     write_manifest(df, path)
     first = path.read_bytes()
-    back = read_manifest(path)
+    back = read_manifest(path, roots=[tmp_path, "/abs"])  # "/abs/v2.mp4": an absolute dataset root
     assert all(type(x) is list and all(type(s) is str for s in x) for x in back["labels"])
     assert back["labels"].tolist() == [["red", "circle"], ["moving left"], ["blue"]]
     assert back["duration"].tolist() == [1.0, 2.0, 3.0]  # extra column kept
@@ -67,7 +67,7 @@ def test_empty_label_lists_only_in_raw_manifests(tmp_path):
     path = tmp_path / "raw.parquet"
     write_manifest(df, path, allow_empty_labels=True)
     assert str(pq.read_schema(path).field("labels").type) == "list<element: string>"  # not list<null>
-    assert read_manifest(path, allow_empty_labels=True)["labels"].tolist() == [[], [], []]
+    assert read_manifest(path, allow_empty_labels=True, roots=[tmp_path, "/abs"])["labels"].tolist() == [[], [], []]
     with pytest.raises(ManifestSchemaError, match="at least one label"):
         read_manifest(path)
 
@@ -137,3 +137,44 @@ def test_resolve_and_rebase_paths(tmp_path):
     assert os.path.normpath(resolve_video_path(new_manifest, rebased[0])) == str(
         tmp_path / "data" / "raw" / "videos" / "a.mp4"
     )
+
+
+def test_manifest_paths_leaving_the_data_roots_are_refused_in_one_error(tmp_path):
+    """``..``, absolute paths elsewhere and symlinks out of the roots: every such row named, once."""
+    from ovc.config import Config
+    from ovc.data.manifest import data_roots
+
+    data = tmp_path / "data"
+    (data / "raw" / "videos").mkdir(parents=True)
+    (data / "raw" / "videos" / "ok.mp4").write_bytes(b"x")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    (data / "raw" / "videos" / "link.mp4").symlink_to(outside)
+    dataset = tmp_path / "datasets" / "kinetics"
+    dataset.mkdir(parents=True)
+    rows = [
+        ("ok", "videos/ok.mp4"),
+        ("dots", "../../../../../../etc/passwd"),
+        ("abs", "/etc/hosts"),
+        ("link", "videos/link.mp4"),
+        ("ds", str(dataset / "a.mp4")),  # a configured dataset root: allowed
+    ]
+    df = pd.DataFrame({"video_id": [r[0] for r in rows], "path": [r[1] for r in rows], "labels": [["x"]] * len(rows),
+                       "split": ["train"] * len(rows), "source": ["test"] * len(rows)})
+    path = data / "raw" / "manifest.parquet"
+    write_manifest(df, path)
+    cfg = Config()
+    cfg.paths.data, cfg.ingest.root = str(data), str(dataset)
+    with pytest.raises(ManifestSchemaError) as info:
+        read_manifest(path, roots=data_roots(cfg))
+    msg = str(info.value)
+    assert str(path) in msg and "3 video path(s) leave the data roots" in msg
+    for vid in ("dots", "abs", "link"):
+        assert f"video_id={vid!r}" in msg
+    assert "video_id='ok'" not in msg and "video_id='ds'" not in msg
+    assert str(outside) in msg  # where the symlink leads
+    # without configured roots: the manifest's own data root (the dataset row is refused too)
+    with pytest.raises(ManifestSchemaError, match="4 video path"):
+        read_manifest(path)
+    write_manifest(df.iloc[[0]], path)
+    assert read_manifest(path, roots=data_roots(cfg))["video_id"].tolist() == ["ok"]
