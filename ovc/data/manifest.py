@@ -11,9 +11,8 @@ on read and before write, so the schemas and callers only ever see ``list[str]``
 Confinement: every video path a manifest names must stay inside the configured data roots
 (:func:`data_roots`: ``paths.data``, ``ingest.root`` and ``ingest.roots``) once resolved —
 ``..`` segments, absolute paths elsewhere and symlinks that lead out are refused, all offending rows
-in one :class:`ManifestSchemaError` (row, video_id, path, where it leads). Without explicit roots a
-manifest is confined to its own data root (the parent of its directory: ``<data>/clean/manifest.parquet``
--> ``<data>``).
+in one :class:`ManifestSchemaError` (row, video_id, path, where it leads). Every stage that reads a
+manifest (clean, synth_labels, train, evaluate) passes ``roots=data_roots(cfg)``.
 """
 
 from __future__ import annotations
@@ -111,8 +110,8 @@ def read_manifest(
     Args:
         path: the parquet file.
         allow_empty_labels: accept videos with no labels (raw ingest output, before ``clean``).
-        roots: directories video paths may lead into (:func:`data_roots` of the config); None =
-            the manifest's own data root (the parent of its directory).
+        roots: directories video paths may lead into (:func:`data_roots` of the config; every
+            stage passes them); None = not checked (library use on a manifest you trust).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -125,7 +124,8 @@ def read_manifest(
     df = normalize_labels(pd.read_parquet(path))
     schema = RAW_MANIFEST_SCHEMA if allow_empty_labels else MANIFEST_SCHEMA
     df = validate(df, schema, str(path)).reset_index(drop=True)
-    check_confined(df, path, roots if roots is not None else [path.resolve().parent.parent])
+    if roots is not None:
+        check_confined(df, path, roots)
     return df
 
 

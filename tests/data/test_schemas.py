@@ -50,7 +50,7 @@ def test_manifest_round_trip_gives_python_lists_and_stable_bytes(tmp_path):
     path = tmp_path / "m" / "manifest.parquet"
     write_manifest(df, path)
     first = path.read_bytes()
-    back = read_manifest(path, roots=[tmp_path, "/abs"])  # "/abs/v2.mp4": an absolute dataset root
+    back = read_manifest(path)
     assert all(type(x) is list and all(type(s) is str for s in x) for x in back["labels"])
     assert back["labels"].tolist() == [["red", "circle"], ["moving left"], ["blue"]]
     assert back["duration"].tolist() == [1.0, 2.0, 3.0]  # extra column kept
@@ -67,7 +67,7 @@ def test_empty_label_lists_only_in_raw_manifests(tmp_path):
     path = tmp_path / "raw.parquet"
     write_manifest(df, path, allow_empty_labels=True)
     assert str(pq.read_schema(path).field("labels").type) == "list<element: string>"  # not list<null>
-    assert read_manifest(path, allow_empty_labels=True, roots=[tmp_path, "/abs"])["labels"].tolist() == [[], [], []]
+    assert read_manifest(path, allow_empty_labels=True)["labels"].tolist() == [[], [], []]
     with pytest.raises(ManifestSchemaError, match="at least one label"):
         read_manifest(path)
 
@@ -173,8 +173,29 @@ def test_manifest_paths_leaving_the_data_roots_are_refused_in_one_error(tmp_path
         assert f"video_id={vid!r}" in msg
     assert "video_id='ok'" not in msg and "video_id='ds'" not in msg
     assert str(outside) in msg  # where the symlink leads
-    # without configured roots: the manifest's own data root (the dataset row is refused too)
-    with pytest.raises(ManifestSchemaError, match="4 video path"):
-        read_manifest(path)
+    with pytest.raises(ManifestSchemaError, match="4 video path"):  # the dataset root not configured
+        read_manifest(path, roots=[data])
     write_manifest(df.iloc[[0]], path)
     assert read_manifest(path, roots=data_roots(cfg))["video_id"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "clean"])
+def test_stages_refuse_manifest_paths_outside_the_data_roots(tmp_path, stage):
+    """evaluate (and every stage reading a manifest) opens nothing outside paths.data / ingest roots."""
+    from ovc.config import Config
+
+    data = tmp_path / "data"
+    df = pd.DataFrame({"video_id": ["ok", "evil"], "path": ["videos/ok.mp4", "../../../../../../../etc/passwd"],
+                       "labels": [["red"], ["red"]], "split": ["val", "val"], "source": ["test", "test"]})
+    vocab = pd.DataFrame({"label": ["red"], "vertical": ["Colours"], "kind": ["entity"], "vocab": ["train"]})
+    sub = "clean" if stage == "evaluate" else "raw"
+    write_manifest(df, data / sub / "manifest.parquet")
+    write_vocabulary(vocab, data / sub / "vocabulary.parquet")
+    cfg = Config()
+    cfg.paths.data = str(data)
+    if stage == "evaluate":
+        from ovc.evaluate.stage import load_splits as run
+    else:
+        from ovc.data.clean import clean as run
+    with pytest.raises(ManifestSchemaError, match=r"1 video path\(s\) leave the data roots.*video_id='evil'"):
+        run(cfg)
