@@ -77,7 +77,7 @@ class SplitData:
         frames, keep = [], []
         for i, path in enumerate(tqdm(self.paths, desc=f"decode {self.name}", leave=False, disable=None)):
             try:
-                frames.append(read_frames(path, cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling))
+                frames.append(read_frames(path, cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling, max_pixels=cfg.reader.max_pixels))
                 keep.append(i)
             except VideoReadError as e:
                 self.skipped.append((path, str(e)))

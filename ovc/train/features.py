@@ -95,7 +95,7 @@ def features(cfg: Config) -> dict[str, Any]:
         frames, batch_ids = [], []
         for j in range(i, min(i + bs, len(data))):
             try:
-                f = read_frames(data.paths[j], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling)
+                f = read_frames(data.paths[j], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.eval_sampling, max_pixels=cfg.reader.max_pixels)
             except VideoReadError as e:
                 skipped.append(str(e))
                 log.warning("features: skipping %s", e)

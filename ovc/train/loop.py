@@ -154,7 +154,7 @@ def _batch_videos(data: _TrainData, idx: list[int], cfg: Config, clip, rng: np.r
     for i in idx:
         try:
             f = read_frames(
-                data.paths[i], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.train_sampling, rng=rng
+                data.paths[i], cfg.reader.num_frames, cfg.reader.image_size, sampling=cfg.reader.train_sampling, rng=rng, max_pixels=cfg.reader.max_pixels
             )
         except VideoReadError as e:
             log.warning("skipping training video: %s", e)
