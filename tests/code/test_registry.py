@@ -550,3 +550,17 @@ def test_concurrent_add_labels_no_duplicates_no_losses(engine, url):
         n_emb = conn.scalar(text("SELECT count(*) FROM label_embeddings e JOIN labels l ON l.id = e.label_id "
                                  "WHERE l.text LIKE 'item %'"))
     assert n_emb == len(union)
+
+
+def test_postgres_up_uses_a_password_not_trust(postgres_server_url):
+    """infra/postgres-up: scram-sha-256 with a generated password; no trust auth for local users."""
+    if os.environ.get("OVC_TEST_POSTGRES_URL"):
+        pytest.skip("an external PostgreSQL server is used; infra/postgres-up did not start it")
+    u = make_url(postgres_server_url)
+    assert u.password and len(u.password) >= 32
+    with create_engine(u).connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    no_password = make_url(f"{u.drivername}://{u.username}@{u.host}:{u.port}/{u.database}")
+    for bad in (no_password, u.set(password="wrong")):
+        with pytest.raises(Exception, match="password authentication failed|no password supplied"):
+            create_engine(bad).connect().close()
