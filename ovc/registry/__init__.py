@@ -63,6 +63,7 @@ from ovc.registry.store import (
     remove_vocabulary,
     set_threshold,
     sha256_file,
+    sync_vocabulary,
     validate_labels,
 )
 
@@ -108,6 +109,7 @@ __all__ = [
     "session_factory",
     "set_threshold",
     "sha256_file",
+    "sync_vocabulary",
     "upgrade",
     "validate_labels",
 ]

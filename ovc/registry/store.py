@@ -557,6 +557,34 @@ def _write_label_batch(
     return added
 
 
+def sync_vocabulary(
+    target: Target,
+    vocab: str,
+    labels: Iterable[LabelLike],
+    encode_fn: EncodeFn | None = None,
+    model_version: str | None = "latest",
+    *,
+    prune: bool = False,
+    **kw: Any,
+) -> tuple[AddLabelsResult, int]:
+    """Make ``vocab`` hold ``labels``: :func:`add_labels` (what ``ovc vocab add`` runs), then with
+    ``prune`` unlink the labels that are no longer in the input (embeddings stay cached).
+
+    Returns:
+        (the add result, number of labels unlinked).
+    """
+    labels = list(labels)  # read twice: added, then the set to keep
+    result = add_labels(target, vocab, labels, encode_fn, model_version, **kw)
+    specs, _ = validate_labels(labels, kw.get("max_label_chars", DEFAULT_MAX_LABEL_CHARS))
+    removed = 0
+    if prune:
+        keep = {s.text for s in specs}
+        stale = [s.text for s in list_labels(target, vocab) if s.text not in keep]
+        if stale:
+            removed = int(remove_labels(target, vocab, stale)["removed"])
+    return result, removed
+
+
 def remove_labels(
     target: Target,
     vocab: str,
