@@ -26,10 +26,19 @@ from the stages' output files rather than returned in memory.
 
 Parameters map to ``params.yaml`` overrides exactly like ``dvc exp run -S section.field=value``: they
 are validated against the typed config (:func:`ovc.config.load_config`) and written into the
-project's ``params.yaml`` (comments kept) before DVC runs, so ``dvc.lock`` records the parameters the
-outputs were made with. Point ``project_dir`` at a separate clone to keep a working tree's
-``params.yaml`` as it is. ``paths.*`` cannot be overridden here: DVC's outputs live at the fixed
-paths of ``dvc.yaml`` under the project.
+project's ``params.yaml`` (comments kept) for the run only, so ``dvc.lock`` records the parameters
+the outputs were made with. Per-run overrides never outlive their run: the original ``params.yaml``
+is saved first (``.params.yaml.train-eval-backup``) and put back when the run ends, failed or not; a
+run that was killed before it could restore is undone by the next run, first thing. Each run's
+effective params (the whole resolved config) are recorded in ``<data>/runs/train-eval/<run>/params.yaml``
+(not a DVC output) and named in the report. ``paths.*`` cannot be overridden here: DVC's outputs live
+at the fixed paths of ``dvc.yaml`` under the project.
+
+Retries: only what can succeed on retry. A stage's ``ovc stage`` exits 2 on a deterministic error
+(:class:`ovc.errors.OvcError`: a config error, a read-only registry, a missing input) and 75 on a
+retryable one (a registry locked too long); DVC reports that exit status, and a stage exiting 2 is
+never retried. A failed run still writes its report artifact (the failed stage and its error in the
+table, escaped so a multi-line error stays in its row).
 
 Stages run in :data:`ovc.pipeline.STAGES` order, restricted to the stages ``dvc.yaml`` defines.
 """
@@ -52,7 +61,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from ovc.config import QUICK_OVERRIDES, apply_overrides, load_config
+from ovc.config import QUICK_OVERRIDES, apply_overrides, dump_params, load_config
+from ovc.errors import markdown_cell
+from ovc.fileio import atomic_write_bytes
 from ovc.pipeline import STAGES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repository this flow file lives in
@@ -76,8 +87,38 @@ _DVC_STATUS = [
 ]
 
 
+_EXIT_STATUS = re.compile(r"exited with (-?\d+)")  # DVC: "failed to run: <cmd>, exited with <status>"
+DETERMINISTIC_EXIT = 2  # `ovc stage` on an OvcError that a retry cannot fix (ovc.errors)
+BACKUP_SUFFIX = ".train-eval-backup"  # params.yaml saved here while a run's overrides are in place
+
+
 class StageFailed(RuntimeError):
-    """``dvc repro <stage>`` exited non-zero (the message quotes the end of its output)."""
+    """``dvc repro <stage>`` exited non-zero (the message quotes the end of its output).
+
+    ``retryable``: False when the stage command exited with :data:`DETERMINISTIC_EXIT` (bad config,
+    read-only registry, missing input: the same run fails the same way), True otherwise.
+    """
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def stage_exit_status(output: str) -> int | None:
+    """The stage command's exit status as DVC reports it (last one in ``output``), or None."""
+    found = _EXIT_STATUS.findall(output)
+    return int(found[-1]) if found else None
+
+
+def _retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry a failed stage only if the failure can go away."""
+    try:
+        state.result()
+    except StageFailed as e:
+        return e.retryable
+    except Exception:  # noqa: BLE001 - a bug in the flow itself: retrying repeats it
+        return False
+    return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,6 +194,49 @@ def write_params(params_file: Path, overrides: list[str]) -> bool:
     return True
 
 
+def backup_path(params_file: Path) -> Path:
+    return params_file.with_name(f".{params_file.name}{BACKUP_SUFFIX}")
+
+
+def restore_params(params_file: Path) -> bool:
+    """Put back the ``params.yaml`` a run saved before applying its overrides; True if there was one.
+
+    Called at the end of every run, and at the start of the next one (a killed run left it behind).
+    """
+    backup = backup_path(params_file)
+    if not backup.exists():
+        return False
+    os.replace(backup, params_file)
+    return True
+
+
+def apply_run_overrides(params_file: Path, overrides: list[str]) -> bool:
+    """Save ``params_file``, then write the run's overrides into it (:func:`write_params`).
+
+    The backup is taken before the file changes, so a kill at any point leaves either the original
+    or the original + its backup (which :func:`restore_params` puts back).
+    """
+    restore_params(params_file)  # a previous run that died mid-way: undo its overrides first
+    load_config(params_file, overrides)  # validate before anything is touched
+    if not overrides:
+        return False
+    atomic_write_bytes(backup_path(params_file), params_file.read_bytes())
+    changed = write_params(params_file, overrides)
+    if not changed:
+        backup_path(params_file).unlink()
+    return changed
+
+
+def record_effective_params(project_dir: Path, run_name: str, overrides: list[str]) -> Path:
+    """Write the run's whole resolved config to ``<data>/runs/train-eval/<run>/params.yaml``."""
+    params_file = project_dir / "params.yaml"
+    cfg = load_config(params_file, overrides)
+    out = data_root(project_dir) / "runs" / "train-eval" / run_name / "params.yaml"
+    header = f"# effective params of train-eval run {run_name}: {params_file} + overrides {overrides}\n"
+    atomic_write_bytes(out, (header + dump_params(cfg)).encode("utf-8"))
+    return out
+
+
 def stage_env() -> dict[str, str]:
     """Environment of the ``dvc repro`` subprocess: this interpreter's bin/ first (``ovc``, ``dvc``),
     telemetry off, and no ``$OVC_PARAMS`` (stages must read the params.yaml DVC tracks)."""
@@ -182,14 +266,16 @@ def data_root(project_dir: Path) -> Path:
 
 
 def report_markdown(
-    project_dir: Path, stage_results: list[dict[str, Any]], overrides: list[str], eval_dir: Path
+    project_dir: Path, stage_results: list[dict[str, Any]], overrides: list[str], eval_dir: Path,
+    effective_params: str | None = None,
 ) -> str:
-    """The run report: stage table, the results table of ``evaluate`` and where the plots are."""
+    """The run report: stage table (a failed stage with its error), results of ``evaluate``, plots."""
     lines = [
         "# train-eval",
         "",
         f"Project: `{project_dir}`",
-        f"Overrides: {', '.join(f'`{o}`' for o in overrides) if overrides else 'none (params.yaml as is)'}",
+        f"Overrides: {', '.join(f'`{markdown_cell(o)}`' for o in overrides) if overrides else 'none (params.yaml as is)'}",
+        *([f"Effective params: `{effective_params}`"] if effective_params else []),
         "",
         "## Stages",
         "",
@@ -197,7 +283,9 @@ def report_markdown(
         "|---|---|---:|",
     ]
     for r in stage_results:
-        lines.append(f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
+        status = r["status"] if not r.get("error") else f"{r['status']}: {markdown_cell(r['error'])}"
+        seconds = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "–"
+        lines.append(f"| {r['stage']} | {status} | {seconds} |")
     lines += ["", "`ran` = recomputed; `skipped` = inputs unchanged (dvc.lock); `restored` = DVC run-cache.", ""]
     results_md = eval_dir / "results.md"
     lines += ["## Results", ""]
@@ -225,12 +313,16 @@ def report_markdown(
 # Tasks
 # --------------------------------------------------------------------------------------------------
 @task(name="apply-params", cache_policy=NO_CACHE)
-def apply_params(project_dir: str, overrides: list[str]) -> dict[str, Any]:
-    """Validate the overrides and write them into the project's params.yaml (like ``dvc exp run -S``)."""
-    changed = write_params(Path(project_dir) / "params.yaml", overrides)
+def apply_params(project_dir: str, overrides: list[str], run_name: str) -> dict[str, Any]:
+    """Validate the overrides, record the effective params, write the overrides into params.yaml for this run."""
+    params_file = Path(project_dir) / "params.yaml"
+    if restore_params(params_file):  # before anything reads params.yaml
+        get_run_logger().warning("a previous run left its overrides in %s; restored the saved original", params_file)
+    effective = record_effective_params(Path(project_dir), run_name, overrides)  # validates the overrides
+    changed = apply_run_overrides(params_file, overrides)
     if changed:
-        get_run_logger().info("params.yaml updated with %d override(s): %s", len(overrides), overrides)
-    return {"params_file": str(Path(project_dir) / "params.yaml"), "overrides": overrides, "changed": changed}
+        get_run_logger().info("params.yaml holds %d override(s) for this run: %s", len(overrides), overrides)
+    return {"params_file": str(params_file), "overrides": overrides, "changed": changed, "effective_params": str(effective)}
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE)
@@ -265,7 +357,12 @@ def repro_stage(stage: str, project_dir: str, force: bool = False) -> dict[str, 
         rc = proc.wait()
     seconds = time.perf_counter() - t0
     if rc != 0:
-        raise StageFailed(f"dvc repro {stage} failed (exit {rc}) in {project_dir}:\n" + "\n".join(tail))
+        status = stage_exit_status("\n".join(tail))
+        raise StageFailed(
+            f"dvc repro {stage} failed (exit {rc}" + (f", stage command exited with {status}" if status is not None else "")
+            + f") in {project_dir}:\n" + "\n".join(tail),
+            retryable=status != DETERMINISTIC_EXIT,
+        )
     status = parse_dvc_status("\n".join(lines))
     return {
         "stage": stage,
@@ -276,11 +373,13 @@ def repro_stage(stage: str, project_dir: str, force: bool = False) -> dict[str, 
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def write_report(project_dir: str, stage_results: list[dict[str, Any]], overrides: list[str]) -> dict[str, Any]:
+def write_report(
+    project_dir: str, stage_results: list[dict[str, Any]], overrides: list[str], effective_params: str | None = None
+) -> dict[str, Any]:
     """Create the run's markdown artifact and return the evaluation outputs (metrics, results, plots)."""
     project = Path(project_dir)
     eval_dir = data_root(project) / "eval"
-    markdown = report_markdown(project, stage_results, overrides, eval_dir)
+    markdown = report_markdown(project, stage_results, overrides, eval_dir, effective_params)
     artifact_id = create_markdown_artifact(
         markdown=markdown, key=ARTIFACT_KEY, description="train-eval: stages, results table, plots"
     )
@@ -310,15 +409,15 @@ def train_eval(
     """Run the pipeline's stages through DVC (only what changed recomputes) and report the results.
 
     Args:
-        overrides: ``section.field=value`` params overrides (DVC's ``-S`` syntax), written into the
-            project's params.yaml before DVC runs.
+        overrides: ``section.field=value`` params overrides (DVC's ``-S`` syntax), in the project's
+            params.yaml for this run only (restored when it ends).
         quick: prepend :data:`ovc.config.QUICK_OVERRIDES` (a tiny end-to-end profile).
         stages: run only these stages (pipeline order kept); None = every stage of dvc.yaml.
         force: re-run the selected stages even if nothing changed (``dvc repro --force``).
         project_dir: the DVC project (default: the repository holding this flow file).
 
     Returns:
-        ``{"project_dir", "overrides", "params_changed", "stages": [per-stage result], "metrics",
+        ``{"project_dir", "overrides", "params_changed", "effective_params", "stages": [per-stage result], "metrics",
         "results_md", "plots", "eval_dir", "artifact_id"}`` (persisted as JSON).
     """
     project = Path(project_dir).resolve() if project_dir else PROJECT_DIR
@@ -333,26 +432,52 @@ def train_eval(
     if missing:
         get_run_logger().warning("stages in ovc.pipeline.STAGES but not in dvc.yaml (not run): %s", missing)
 
-    params = apply_params(str(project), applied)
-    results = []
-    for name in order:
-        retries = TRANSIENT_STAGES.get(name, 0)
-        stage_task = repro_stage.with_options(
-            name=f"dvc-repro-{name}",
-            task_run_name=name,
-            retries=retries,
-            retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S) if retries else 0,
-            retry_jitter_factor=0.5 if retries else None,
-        )
-        results.append(stage_task(name, str(project), force))
-    report = write_report(str(project), results, applied)
+    run_name = _run_name()
+    params = apply_params(str(project), applied, run_name)
+    results: list[dict[str, Any]] = []
+    failure: BaseException | None = None
+    try:
+        for name in order:
+            retries = TRANSIENT_STAGES.get(name, 0)
+            stage_task = repro_stage.with_options(
+                name=f"dvc-repro-{name}",
+                task_run_name=name,
+                retries=retries,
+                retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S) if retries else 0,
+                retry_jitter_factor=0.5 if retries else None,
+                retry_condition_fn=_retry_if_retryable,
+            )
+            state = stage_task(name, str(project), force, return_state=True)
+            if state.is_completed():
+                results.append(state.result())
+                continue
+            failure = state.result(raise_on_failure=False)
+            if not isinstance(failure, BaseException):
+                failure = RuntimeError(f"stage {name} ended in state {state.type}")
+            results.append({"stage": name, "status": "failed", "seconds": None, "error": str(failure)})
+            break
+    finally:
+        if restore_params(project / "params.yaml"):  # the overrides do not outlive the run
+            get_run_logger().info("params.yaml restored (this run's overrides removed)")
+    report = write_report(str(project), results, applied, params["effective_params"])  # failed runs too
+    if failure is not None:
+        raise failure
     return {
         "project_dir": str(project),
         "overrides": applied,
         "params_changed": params["changed"],
+        "effective_params": params["effective_params"],
         "stages": results,
         **report,
     }
+
+
+def _run_name() -> str:
+    """A sortable, unique name for this run: UTC time + the Prefect flow run id's first 8 characters."""
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.get_id() or os.getpid())
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + run_id[:8]
 
 
 if __name__ == "__main__":  # python flows/train_eval.py [section.field=value ...]: one local run

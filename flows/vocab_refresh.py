@@ -9,7 +9,7 @@ blank lines and ``#`` comment lines are skipped. A directory of plain files fits
 teams work (edit a file, commit it, let the schedule pick it up) and is what ``ovc vocab add`` reads.
 
 Each run pins one model version (``latest`` at the start of the run, or a name) and, per file, calls
-:func:`ovc.registry.add_labels` — the registry's incremental path (paper §3, Fig. 2b):
+:func:`ovc.registry.sync_vocabulary` — :func:`ovc.registry.add_labels` (what ``ovc vocab add`` runs), the registry's incremental path (paper §3, Fig. 2b):
 
 * only labels without an embedding for that version are encoded (a changed line is a new label);
   a re-run with unchanged files encodes nothing and does not even load the model;
@@ -41,16 +41,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ovc.config import load_config
-from ovc.errors import InputError, OvcError
+from ovc.errors import InputError, OvcError, markdown_cell
 from ovc.infer.published import load_published
 from ovc.registry import (
-    add_labels,
     latest_model_version,
-    list_labels,
     open_registry,
     read_label_file,
-    remove_labels,
     resolve_url,
+    sync_vocabulary,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repository this flow file lives in
@@ -65,11 +63,6 @@ _ENCODERS_LOCK = threading.Lock()
 
 class VocabularyInputError(InputError):
     """A vocabulary file that cannot be used (unreadable, bad name); names the file."""
-
-
-def md_cell(text: Any) -> str:
-    """A value safe inside a markdown table cell: one line, ``|`` escaped (multi-line errors stay in their row)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,17 +168,13 @@ def refresh_vocabulary(vocab: str, path: str, url: str, model_version: Optional[
         raise VocabularyInputError(f"{path}: cannot read vocabulary file ({e})") from e
     engine = open_registry(url=url)
     try:
-        try:
-            result = add_labels(engine, vocab, specs, published_encoder(url, model_version) if model_version else None,
-                                model_version=model_version)
+        try:  # the registry function `ovc vocab add` runs, plus unlinking with prune
+            result, removed = sync_vocabulary(
+                engine, vocab, specs, published_encoder(url, model_version) if model_version else None,
+                model_version=model_version, prune=prune,
+            )
         except InputError as e:  # e.g. a file name that is no valid vocabulary name (a type, not a message)
             raise VocabularyInputError(f"{path}: {e}") from e
-        removed = 0
-        if prune:
-            keep = {s.text for s in specs}
-            stale = [s.text for s in list_labels(engine, vocab) if s.text not in keep]
-            if stale:
-                removed = int(remove_labels(engine, vocab, stale)["removed"])
     finally:
         engine.dispose()
     out = result.to_dict()
@@ -215,11 +204,11 @@ def write_report(summary: dict[str, Any]) -> str:
     ]
     for name, r in summary["vocabularies"].items():
         lines.append(
-            f"| {md_cell(name)} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
+            f"| {markdown_cell(name)} | {r['labels']} | {r['added']} | {r['encoded']} | {r['reused']} | {r['removed']} | {len(r['issues'])} |"
         )
     for what in ("skipped", "failed"):
         for name, reason in summary[what].items():
-            lines.append(f"| {md_cell(name)} | {what}: {md_cell(reason)} | | | | | |")
+            lines.append(f"| {markdown_cell(name)} | {what}: {markdown_cell(reason)} | | | | | |")
     if not summary["vocabularies"] and not summary["skipped"] and not summary["failed"]:
         lines.append("| (no vocabulary files) | | | | | | |")
     return str(create_markdown_artifact(markdown="\n".join(lines) + "\n", key=ARTIFACT_KEY,

@@ -19,12 +19,12 @@ import typer
 from typer.core import TyperGroup
 
 from ovc.config import ConfigError, dump_params, load_config
-from ovc.errors import OvcError
+from ovc.errors import OvcError, one_line
 
 
 def error_line(exc: BaseException) -> str:
     """One line for a user-facing error: the message with newlines folded (no traceback)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(exc) or type(exc).__name__
 
 
 class _OvcGroup(TyperGroup):

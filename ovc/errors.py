@@ -17,14 +17,29 @@ class OvcError(Exception):
     """Base of every user-facing ovc error (the message names the file, key, row or label)."""
 
     retryable: bool = False
-    exit_code: int = 2
+    exit_code: int = 2  # EXIT_USAGE
 
 
 class InputError(OvcError, ValueError):
     """A user-supplied item (label argument, file, path) cannot be used; names the item."""
 
 
+EXIT_USAGE = 2  # deterministic user-facing error: the same command fails the same way
+EXIT_TEMPFAIL = 75  # sysexits EX_TEMPFAIL: a retry may succeed (flows retry only these)
+
+
 class TransientError(OvcError):
     """A failure that may succeed on retry (lock timeout, server briefly unreachable)."""
 
     retryable = True
+    exit_code = EXIT_TEMPFAIL
+
+
+def one_line(text: object) -> str:
+    """``text`` folded onto one line (runs of whitespace, newlines included, become one space)."""
+    return " ".join(str(text).split())
+
+
+def markdown_cell(text: object) -> str:
+    """``text`` safe inside a markdown table cell: one line, ``|`` escaped (a multi-line error stays in its row)."""
+    return one_line(text).replace("|", "\\|")

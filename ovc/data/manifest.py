@@ -1,18 +1,25 @@
 """Read/write the manifest and vocabulary parquet files (validated, atomic) and resolve video paths.
 
-    df = read_manifest("data/clean/manifest.parquet")          # validated, labels as Python lists
+    df = read_manifest("data/clean/manifest.parquet", roots=data_roots(cfg))   # validated + confined
     video = resolve_video_path("data/clean/manifest.parquet", df.path[0])
     write_manifest(df, "data/clean/manifest.parquet")          # validated, tmp file + os.replace
 
 Parquet types: string columns are ``string``, ``labels`` is ``list<string>``. pandas/pyarrow give
 list cells back as numpy arrays; :func:`normalize_labels` turns them (and tuples) into Python lists
 on read and before write, so the schemas and callers only ever see ``list[str]``.
+
+Confinement: every video path a manifest names must stay inside the configured data roots
+(:func:`data_roots`: ``paths.data``, ``ingest.root`` and ``ingest.roots``) once resolved —
+``..`` segments, absolute paths elsewhere and symlinks that lead out are refused, all offending rows
+in one :class:`ManifestSchemaError` (row, video_id, path, where it leads). Every stage that reads a
+manifest (clean, synth_labels, train, evaluate) passes ``roots=data_roots(cfg)``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +38,8 @@ from ovc.data.schemas import (
 
 __all__ = [
     "ManifestSchemaError",
+    "check_confined",
+    "data_roots",
     "atomic_write_bytes",
     "atomic_write_json",
     "normalize_labels",
@@ -93,23 +102,73 @@ def normalize_labels(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------------------------------
-def read_manifest(path: str | os.PathLike, allow_empty_labels: bool = False) -> pd.DataFrame:
-    """Read and validate a manifest parquet.
+def read_manifest(
+    path: str | os.PathLike, allow_empty_labels: bool = False, *, roots: Sequence[str | os.PathLike] | None = None
+) -> pd.DataFrame:
+    """Read and validate a manifest parquet; its video paths must stay inside ``roots``.
 
     Args:
         path: the parquet file.
         allow_empty_labels: accept videos with no labels (raw ingest output, before ``clean``).
+        roots: directories video paths may lead into (:func:`data_roots` of the config; every
+            stage passes them); None = not checked (library use on a manifest you trust).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ManifestSchemaError: schema violations (all listed, with file, columns, rows and ids).
+        ManifestSchemaError: schema violations (all listed, with file, columns, rows and ids), or
+            paths leaving the roots (all offending rows listed).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     df = normalize_labels(pd.read_parquet(path))
     schema = RAW_MANIFEST_SCHEMA if allow_empty_labels else MANIFEST_SCHEMA
-    return validate(df, schema, str(path)).reset_index(drop=True)
+    df = validate(df, schema, str(path)).reset_index(drop=True)
+    if roots is not None:
+        check_confined(df, path, roots)
+    return df
+
+
+def data_roots(cfg: Any) -> list[Path]:
+    """The directories manifest video paths may lead into: ``paths.data``, ``ingest.root``, ``ingest.roots``.
+
+    Resolved (symlinks followed), so a root given through a symlink still contains its files.
+    """
+    found = [cfg.paths.data, cfg.ingest.root, *cfg.ingest.roots.values()]
+    return [Path(r).expanduser().resolve() for r in found if r]
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def check_confined(
+    df: pd.DataFrame, manifest_path: str | os.PathLike, roots: Sequence[str | os.PathLike], source: str | None = None
+) -> None:
+    """Refuse manifest rows whose resolved video path leaves ``roots`` (``..``, absolute, symlinks).
+
+    Each ``path`` cell is resolved like :func:`resolve_video_path` and then with ``os.path.realpath``
+    (every symlink followed, also for files that do not exist yet), so a link inside a root that
+    points outside it is refused too.
+
+    Raises:
+        ManifestSchemaError: one error naming every offending row (index, video_id, path, target).
+    """
+    resolved_roots = [Path(os.path.realpath(Path(r).expanduser())) for r in roots]
+    bad: list[str] = []
+    ids = df["video_id"].tolist() if "video_id" in df.columns else [None] * len(df)
+    for idx, (vid, p) in enumerate(zip(ids, df["path"].tolist())):
+        target = Path(os.path.realpath(resolve_video_path(manifest_path, p)))
+        if not _inside(target, resolved_roots):
+            bad.append(f"row {idx} video_id={vid!r} path={p!r} -> {target}")
+    if bad:
+        shown = bad[:20]
+        more = f"; ... and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
+        raise ManifestSchemaError(
+            f"{source or manifest_path}: {len(bad)} video path(s) leave the data roots "
+            f"({', '.join(str(r) for r in resolved_roots)}): " + "; ".join(shown) + more
+            + " (set paths.data / ingest.root / ingest.roots to where the videos are)"
+        )
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike, allow_empty_labels: bool = False) -> None:

@@ -32,11 +32,13 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
 
+from ovc.errors import OvcError
+
 KINDS = ("entity", "action")
 TRAIN_VOCAB = "train"  # the closed vocabulary, used by the train and val splits
 
 
-class ManifestSchemaError(ValueError):
+class ManifestSchemaError(OvcError, ValueError):
     """A manifest or vocabulary table that violates its schema; the message names the file, the
     columns, the failing rows (index + id) and lists every failure found (lazy validation)."""
 

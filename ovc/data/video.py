@@ -54,18 +54,24 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from ovc.errors import OvcError
+
 log = logging.getLogger(__name__)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP pixel mean (RGB, 0..1 scale)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)  # OpenAI CLIP pixel std
 DEFAULT_MAX_PIXELS = 4096 * 4096  # same default as cfg.reader.max_pixels
+# Frames wider (or taller) than this many times the other side are refused before decoding: a short-side
+# resize would blow a 16000x2 clip up to 512000x64 per frame (GBs). Real footage stays under 4:1
+# (32:9 ultra-wide = 3.6:1); 16:1 leaves room for letterboxed strips and banners.
+MAX_ASPECT_RATIO = 16.0
 SAMPLINGS = ("uniform", "random")
 
 
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
-class VideoReadError(Exception):
+class VideoReadError(OvcError):
     """A video that cannot be read; ``path`` is the file, the message names it."""
 
     def __init__(self, path: str | os.PathLike, message: str):
@@ -190,7 +196,10 @@ def read_frames(
         image_size: output height = width (short-side resize + centre crop); None = native size.
         sampling: "uniform" | "random" (see :func:`sample_indices`).
         rng: numpy Generator for random sampling.
-        max_pixels: refuse videos whose width*height exceeds this (checked from the header).
+        max_pixels: refuse videos whose width*height exceeds this, before and after the resize
+            (checked from the header, before decoding). Frames more than :data:`MAX_ASPECT_RATIO`
+            times wider than tall (or taller than wide) are refused too. Memory bound: the result
+            (F frames of at most ``max_pixels`` pixels) plus the decoder's working frames.
         num_threads: decord decoder threads (keep small; DataLoader workers give the parallelism).
         indices: explicit frame indices instead of sampling (clipped into range).
 
@@ -202,10 +211,21 @@ def read_frames(
     """
     from decord import VideoReader, cpu
 
-    info = probe_video(path, max_pixels)
+    info = probe_video(path, max_pixels)  # the decoded size: width*height <= max_pixels
+    aspect = max(info.width, info.height) / min(info.width, info.height)
+    if aspect > MAX_ASPECT_RATIO:
+        raise VideoTooLargeError(
+            path, f"aspect ratio {aspect:.0f}:1 of {info.width}x{info.height} frames exceeds {MAX_ASPECT_RATIO:g}:1 "
+            f"(resizing its short side would make huge frames); not a supported video shape"
+        )
     size = {}
     if image_size is not None:
         w, h = _resize_dims(info.width, info.height, image_size)
+        if w * h > max_pixels:  # max_pixels bounds the resized size too, not only the source's
+            raise VideoTooLargeError(
+                path, f"{info.width}x{info.height} resized to a short side of {image_size} is {w}x{h} "
+                f"({w * h} pixels), above max_pixels={max_pixels}"
+            )
         size = {"width": w, "height": h}
 
     def pick(n: int) -> np.ndarray:
@@ -252,19 +272,24 @@ def _read_frames_pyav(path: str | os.PathLike, pick, size: dict[str, int], decor
         with av.open(str(path), mode="r") as container:
             for i, f in enumerate(container.decode(video=0)):
                 if i in wanted:
-                    kept[i] = f.to_ndarray(format="rgb24")  # (H, W, 3)
+                    # resized as it is kept: memory = F resized frames + one decoded frame
+                    kept[i] = _resize_rgb(f.to_ndarray(format="rgb24"), size)  # (H, W, 3) -> (h, w, 3)
                 if i >= last:
                     break
     except VideoReadError:
         raise
     except Exception as e:  # PyAV raises av.error.* (InvalidDataError, ...) on undecodable data
         raise CorruptVideoError(path, f"decoding failed (decord {decord_error}; PyAV {type(e).__name__}: {e})") from None
-    frames = np.stack([kept[i] for i in idx])  # (F, H, W, 3)
-    if size and (frames.shape[2], frames.shape[1]) != (size["width"], size["height"]):
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (F, H, W, 3) -> (F, 3, H, W)
-        x = torch.nn.functional.interpolate(x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False)
-        frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (F, 3, h, w) -> (F, h, w, 3)
-    return frames
+    return np.stack([kept[i] for i in idx])  # (F, h, w, 3)
+
+
+def _resize_rgb(frame: np.ndarray, size: dict[str, int]) -> np.ndarray:
+    """One (H, W, 3) uint8 frame resized to ``size`` (bilinear, antialiased) -> (h, w, 3); as is if no size."""
+    if not size or (frame.shape[1], frame.shape[0]) == (size["width"], size["height"]):
+        return frame
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()  # (H, W, 3) -> (1, 3, H, W)
+    x = torch.nn.functional.interpolate(x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # (1, 3, h, w) -> (h, w, 3)
 
 
 def normalize_frames(

@@ -67,45 +67,12 @@ def label_thresholds(
     """Per-label calibrated thresholds, most specific scope first (one query); None if none stored.
 
     Order of precedence per label: threshold of the label inside ``vocab`` > the label's threshold in
-    every vocabulary > ``vocab``'s threshold > the version's global threshold (paper §4.5).
+    every vocabulary > ``vocab``'s threshold > the version's global threshold (paper §4.5) — resolved by
+    :func:`ovc.registry.thresholds.label_thresholds`, the registry's one implementation.
     """
-    from sqlalchemy import and_, or_, select
-    from sqlalchemy.orm import Session
+    from ovc.registry.thresholds import label_thresholds as resolve
 
-    from ovc.infer.published import get_model_version
-    from ovc.registry.models import Label, Threshold, Vocabulary
-
-    mv = get_model_version(engine, model_version)
-    with Session(engine) as s:
-        vid = s.scalar(select(Vocabulary.id).where(Vocabulary.name == vocab))
-        stmt = (
-            select(Threshold.scope, Threshold.vocabulary_id, Label.text, Threshold.value)
-            .outerjoin(Label, Label.id == Threshold.label_id)
-            .where(
-                Threshold.model_version_id == mv.id,
-                or_(
-                    Threshold.scope == "global",
-                    and_(Threshold.scope == "vocabulary", Threshold.vocabulary_id == vid),
-                    and_(Threshold.scope == "label", or_(Threshold.vocabulary_id.is_(None), Threshold.vocabulary_id == vid)),
-                ),
-            )
-        )
-        rows = s.execute(stmt).all()
-    global_thr = next((v for sc, _, _, v in rows if sc == "global"), None)
-    vocab_thr = next((v for sc, _, _, v in rows if sc == "vocabulary"), None)
-    base = vocab_thr if vocab_thr is not None else global_thr
-    any_label = {t: v for sc, vi, t, v in rows if sc == "label" and vi is None}
-    in_vocab = {t: v for sc, vi, t, v in rows if sc == "label" and vi is not None}
-    if base is None and not any_label and not in_vocab:
-        return None
-    out = np.full(len(labels), DEFAULT_THRESHOLD if base is None else base, dtype=np.float32)
-    if any_label or in_vocab:
-        for i, text in enumerate(labels):
-            if text in in_vocab:
-                out[i] = in_vocab[text]
-            elif text in any_label:
-                out[i] = any_label[text]
-    return out
+    return resolve(engine, model_version, vocab, labels, default=DEFAULT_THRESHOLD)
 
 
 class Classifier:

@@ -333,9 +333,9 @@ def _artifact(params: dict[str, Any], key: str, artifacts_dir: str | os.PathLike
     path = root / rel
     if not path.exists():
         raise MissingArtifactError(
-            f"model version {version!r}: {key} artifact {path} is missing; re-run `ovc stage publish` "
-            f"(or `dvc repro publish`) to publish again, or pass artifacts_dir= pointing at a copy of "
-            f"{arts.get('dir', '<artifacts dir>')}"
+            f"model version {version!r}: {key} artifact {path} is missing; artifacts are looked up relative to "
+            f"the registry file (copy a project together with its registry_artifacts/ directory), or re-run "
+            f"`ovc stage publish` (or `dvc repro publish`) to publish again"
         )
     return path
 
@@ -409,7 +409,7 @@ def get_model_version(engine: Engine, model_version: str = "latest") -> ModelVer
     """The registry row of ``model_version`` (``"latest"`` = highest id); NotFoundError if absent."""
     from ovc.registry import store
 
-    return store._read(engine, lambda s: store._model_version(s, model_version))
+    return store.get_model_version(engine, model_version)  # artifacts resolved against the registry's location
 
 
 def load_published(

@@ -1,11 +1,17 @@
 """SQL registry of model versions, vocabularies, label embeddings and thresholds (paper §3, Fig. 2b).
 
+Modules, lowest first: ``errors`` (the RegistryError family), ``models`` (tables), ``db`` (engines,
+migrations), ``labels`` (normalisation, validation), ``transactions`` (write transactions, retries,
+read sessions), ``queries`` (read-only lookups, embedding matrices), ``thresholds`` (the one
+precedence), ``store`` (writes: publish, add/remove labels), ``publish`` (the pipeline stage).
+
 Label embeddings are precomputed into a database so that classifying against a vocabulary costs a
 matrix product; new labels are embedded incrementally. SQLite (embedded default) and PostgreSQL are
 served by the same SQLAlchemy code and the same Alembic migrations.
 
     from ovc.registry import open_registry, add_labels, load_embedding_matrix
-    engine = open_registry(cfg)                        # resolves the URL, runs `alembic upgrade head`
+    engine = open_registry(cfg)                        # writers: resolves the URL, migrates if behind
+    engine = open_registry_readonly(cfg)               # readers: never create, migrate or lock
     add_labels(engine, "retail", ["Red Car", ("running", "action")], encode_fn)
     labels, matrix, kinds = load_embedding_matrix(engine, "retail")   # matrix: (n, dim) float32
 """
@@ -41,7 +47,9 @@ from ovc.registry.store import (
     VocabularyInfo,
     add_labels,
     counts,
+    get_model_version,
     get_threshold,
+    label_thresholds,
     latest_model_version,
     list_labels,
     list_model_versions,
@@ -55,6 +63,7 @@ from ovc.registry.store import (
     remove_vocabulary,
     set_threshold,
     sha256_file,
+    sync_vocabulary,
     validate_labels,
 )
 
@@ -78,8 +87,10 @@ __all__ = [
     "counts",
     "current_revision",
     "downgrade",
+    "get_model_version",
     "get_threshold",
     "head_revision",
+    "label_thresholds",
     "latest_model_version",
     "list_labels",
     "list_model_versions",
@@ -98,6 +109,7 @@ __all__ = [
     "session_factory",
     "set_threshold",
     "sha256_file",
+    "sync_vocabulary",
     "upgrade",
     "validate_labels",
 ]

@@ -65,7 +65,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     if u.get_backend_name() != "sqlite":
         return create_engine(u, echo=echo, pool_pre_ping=True, future=True)
 
-    if not _is_sqlite_memory(u):
+    if not _is_sqlite_memory(u) and not u.database.startswith("file:"):  # URI form: the caller's file
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
     memory = _is_sqlite_memory(u)
@@ -172,7 +172,25 @@ def sqlite_path(url: str) -> Path | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or _is_sqlite_memory(u):
         return None
-    return Path(u.database).expanduser()
+    db = u.database
+    if db.startswith("file:"):  # URI form: sqlite:///file:/x/registry.db?mode=ro&uri=true
+        db = db[len("file:") :].split("?", 1)[0]
+    return Path(db).expanduser()
+
+
+def registry_dir(target: Any) -> Path | None:
+    """Directory of a file registry (SQLite), which relative artifact paths are stored against; None otherwise.
+
+    Args:
+        target: an Engine, a Session/Connection bound to one, or a URL string.
+    """
+    if isinstance(target, str):
+        url = target
+    else:
+        bind = target.get_bind() if hasattr(target, "get_bind") else getattr(target, "engine", target)
+        url = bind.url.render_as_string(hide_password=False)
+    path = sqlite_path(url)
+    return path.resolve().parent if path is not None else None
 
 
 def where_hint() -> str:

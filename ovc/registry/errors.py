@@ -5,7 +5,7 @@ Callers branch on these types (``retryable`` says whether a retry can help), nev
 
 from __future__ import annotations
 
-from ovc.errors import InputError, OvcError
+from ovc.errors import EXIT_TEMPFAIL, InputError, OvcError
 
 
 class RegistryError(OvcError, RuntimeError):
@@ -20,6 +20,7 @@ class RegistryBusyError(RegistryError):
     """The write lock stayed taken past the retries (a long writer); retrying later can succeed."""
 
     retryable = True
+    exit_code = EXIT_TEMPFAIL
 
 
 class NotFoundError(RegistryError):

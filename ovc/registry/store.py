@@ -1,4 +1,8 @@
-"""Registry operations: publish a model version, grow vocabularies incrementally, load embeddings.
+"""Registry writes: publish a model version, grow and shrink vocabularies incrementally.
+
+Split along its seams (all names stay importable from here and from :mod:`ovc.registry`): label
+policy in :mod:`ovc.registry.labels`, transactions and retries in :mod:`ovc.registry.transactions`,
+read-only queries in :mod:`ovc.registry.queries`, thresholds in :mod:`ovc.registry.thresholds`.
 
 Vocabulary expansion (paper §3, Fig. 2b): label embeddings f_t(ℓ) are computed once per (label,
 label encoder) and stored; classifying against a vocabulary is then one matrix product of video
@@ -30,30 +34,18 @@ caller's transaction in a SAVEPOINT; the caller commits).
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 import logging
 import math
-import os
-import random
 import re
-import sys
-import time
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from operator import itemgetter
-from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, exists, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from ovc.registry.db import connect_for_write, read_only_error
-from ovc.registry.errors import (
+from ovc.registry.errors import (  # noqa: F401 - re-exported: ovc.registry.store.<Error> keeps working
     EncodeError,
     InvalidNameError,
     NotFoundError,
@@ -61,58 +53,48 @@ from ovc.registry.errors import (
     RegistryBusyError,
     RegistryError,
 )
-from ovc.registry.models import (
-    LABEL_KINDS,
-    Label,
-    LabelEmbedding,
-    ModelVersion,
-    Threshold,
-    Vocabulary,
-    VocabularyLabel,
-    threshold_target,
+from ovc.registry.labels import (  # noqa: F401 - re-exported
+    DEFAULT_MAX_LABEL_CHARS,
+    LabelIssue,
+    LabelLike,
+    LabelSpec,
+    check_vocab_name,
+    normalize_label,
+    read_label_file,
+    sha256_file,
+    validate_labels,
 )
+from ovc.registry.models import Label, LabelEmbedding, ModelVersion, Vocabulary, VocabularyLabel
+from ovc.registry.queries import (  # noqa: F401 - re-exported
+    ARTIFACTS_KEY,
+    ModelVersionInfo,
+    VocabularyInfo,
+    counts,
+    embedded_texts,
+    find_label_ids,
+    find_vocabulary_id,
+    get_model_version,
+    latest_model_version,
+    list_labels,
+    list_model_versions,
+    list_vocabularies,
+    load_embedding_matrix,
+    model_version_info,
+    resolve_artifacts,
+    resolve_model_version,
+    reusable_vectors,
+)
+from ovc.registry.thresholds import get_threshold, label_thresholds, set_threshold  # noqa: F401 - re-exported
+from ovc.registry.thresholds import store_threshold as _set_threshold  # one name the publish test can patch
+from ovc.registry.transactions import CHUNK, Target, chunks, insert_ignore, read_session, write_transaction
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 EncodeFn = Callable[[list[str]], np.ndarray]
-Target = Union[Engine, Session]
 
-DEFAULT_MAX_LABEL_CHARS = 200  # mirrors RegistryConfig.max_label_chars
 DEFAULT_BATCH_SIZE = 256  # labels per encode_fn call
-_CHUNK = 500  # bound parameters per IN (...) / executemany batch (SQLite caps variables per statement)
-_RETRY_ATTEMPTS = 10
-_PG_RETRYABLE = {"40001", "40P01", "23505", "55P03"}  # serialization, deadlock, unique race, lock timeout
-_SQLITE_RETRYABLE = ("database is locked", "database table is locked", "database is busy")
 _AUTO_NAME = re.compile(r"v(\d+)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Errors and result types
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabelSpec:
-    """A validated label: normalised text and optional kind (``entity`` | ``action``)."""
-
-    text: str
-    kind: str | None = None
-
-
-@dataclass(frozen=True)
-class LabelIssue:
-    """One rejected label. ``line``: 1-based line of a label file, or position in the input list."""
-
-    label: str
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.label!r}: {self.reason}"
-
-
-LabelLike = Union[str, bytes, LabelSpec, tuple]  # "text" | b"text" | (text, kind) | LabelSpec
 
 
 @dataclass
@@ -152,366 +134,28 @@ class PublishResult:
         return d
 
 
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    id: int
-    name: str
-    checkpoint_digest: str
-    encoder_digest: str
-    embed_dim: int
-    dvc_rev: str | None
-    params: dict[str, Any] | None
-    metrics: dict[str, Any] | None
-    created_at: datetime | None
-
-
-@dataclass(frozen=True)
-class VocabularyInfo:
-    name: str
-    n_labels: int
-    created_at: datetime | None
-
-
-# --------------------------------------------------------------------------------------------------
-# Label normalisation and validation
-# --------------------------------------------------------------------------------------------------
-def normalize_label(text: str) -> str:
-    """Canonical form of a label: NFC, stripped, internal whitespace collapsed, lower-cased.
-
-    ``"  Red\\tCar "`` -> ``"red car"``. Lower-casing (not casefold) keeps the text the encoders see
-    unchanged apart from case (casefold would turn "ß" into "ss"); NFC runs again after lower() since
-    lower-casing can produce decomposed sequences.
-    """
-    text = unicodedata.normalize("NFC", text)
-    text = " ".join(text.split()).lower()  # str.split(): any Unicode whitespace run
-    return unicodedata.normalize("NFC", text)
-
-
-def _label_problem(raw: Any, max_chars: int) -> tuple[str | None, str, str | None]:
-    """(normalised text or None, printable form of the input, reason if rejected)."""
-    if isinstance(raw, (bytes, bytearray)):
-        try:
-            raw = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as e:
-            shown = bytes(raw).decode("utf-8", "backslashreplace")
-            return None, shown, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
-    if not isinstance(raw, str):
-        return None, repr(raw), f"not a string ({type(raw).__name__})"
-    for i, ch in enumerate(raw):
-        if 0xD800 <= ord(ch) <= 0xDFFF:  # lone surrogate (e.g. from errors="surrogateescape")
-            return None, raw.encode("utf-8", "backslashreplace").decode(), f"not valid UTF-8 (lone surrogate at {i})"
-    text = normalize_label(raw)
-    if not text:
-        return None, raw, "empty"
-    for i, ch in enumerate(text):
-        if unicodedata.category(ch) in ("Cc", "Cf"):  # controls, zero-width/format characters
-            return None, raw, f"control character U+{ord(ch):04X} at position {i}"
-    if len(text) > max_chars:
-        return None, raw[:60] + "...", f"longer than {max_chars} characters ({len(text)})"
-    return text, raw, None
-
-
-def _normalize_kind(kind: Any) -> tuple[str | None, str | None]:
-    if kind is None:
-        return None, None
-    if isinstance(kind, (bytes, bytearray)):
-        kind = bytes(kind).decode("utf-8", "replace")
-    k = str(kind).strip().lower()
-    if not k:
-        return None, None
-    if k not in LABEL_KINDS:
-        return None, f"unknown kind {kind!r} (expected one of {', '.join(LABEL_KINDS)})"
-    return k, None
-
-
-def _split_item(item: LabelLike) -> tuple[Any, Any]:
-    if isinstance(item, LabelSpec):
-        return item.text, item.kind
-    if isinstance(item, tuple):
-        if len(item) != 2:
-            return item, None
-        return item[0], item[1]
-    return item, None
-
-
-def _validate(
-    entries: Iterable[tuple[int, Any, Any]], max_chars: int, unit: str = "item"
-) -> tuple[list[LabelSpec], list[LabelIssue]]:
-    specs: list[LabelSpec] = []
-    issues: list[LabelIssue] = []
-    first_seen: dict[str, int] = {}
-    for line, raw, kind in entries:
-        text, shown, reason = _label_problem(raw, max_chars)
-        if reason is None:
-            norm_kind, reason = _normalize_kind(kind)
-        if reason is None and text in first_seen:
-            reason = f"duplicate of {unit} {first_seen[text]} (after normalisation)"
-        if reason is not None:
-            issues.append(LabelIssue(label=shown, reason=reason, line=line))
-            continue
-        assert text is not None
-        first_seen[text] = line
-        specs.append(LabelSpec(text, norm_kind))
-    return specs, issues
-
-
-def validate_labels(
-    labels: Iterable[LabelLike], max_label_chars: int = DEFAULT_MAX_LABEL_CHARS
-) -> tuple[list[LabelSpec], list[LabelIssue]]:
-    """Normalise and check labels; bad ones become issues (``line`` = 1-based position), rest goes on.
-
-    Args:
-        labels: ``"text"``, ``b"utf-8 bytes"``, ``(text, kind)`` or :class:`LabelSpec` items.
-        max_label_chars: longer labels (after normalisation) are rejected.
-    """
-    return _validate(
-        ((i, *_split_item(item)) for i, item in enumerate(labels, start=1)), max_label_chars
-    )
-
-
-def read_label_file(
-    path: str | os.PathLike, max_label_chars: int = DEFAULT_MAX_LABEL_CHARS
-) -> tuple[list[LabelSpec], list[LabelIssue]]:
-    """Read a label file: one label per line, optionally ``label<TAB>kind``; ``#`` starts a comment line.
-
-    Each line is decoded on its own, so a line that is not UTF-8 becomes one issue (with its line
-    number) and the rest of the file is read. Blank lines and lines whose first non-blank character
-    is ``#`` are skipped (a ``#`` later in a line is part of the label, e.g. "c#"). A UTF-8 BOM and
-    CRLF line ends are accepted.
-
-    Returns:
-        (labels, issues): validated, normalised labels in file order and one issue per bad line.
-    """
-    data = Path(path).read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-
-    def entries() -> Iterator[tuple[int, Any, Any]]:
-        for lineno, raw in enumerate(data.split(b"\n"), start=1):
-            raw = raw.rstrip(b"\r")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield lineno, raw, None  # reported by _label_problem with the offending byte
-                continue
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            text, sep, kind = line.partition("\t")
-            yield lineno, text, (kind if sep else None)
-
-    return _validate(entries(), max_label_chars, unit="line")
-
-
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file (for ``checkpoint_digest``), streamed in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_bytes), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# Transactions
-# --------------------------------------------------------------------------------------------------
-def _is_retryable(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "pgcode", None)
-    if code in _PG_RETRYABLE:
-        return True
-    if isinstance(exc, OperationalError):
-        msg = str(exc.orig).lower()
-        return any(m in msg for m in _SQLITE_RETRYABLE)
-    return False
-
-
-def _write(target: Target, fn: Callable[[Session], T], *, attempts: int = _RETRY_ATTEMPTS) -> T:
-    """Run ``fn(session)`` in one write transaction, retrying transient conflicts.
-
-    With an Engine: a fresh transaction per attempt (``BEGIN IMMEDIATE`` on SQLite), committed at
-    the end. With a Session: a SAVEPOINT inside the caller's transaction (no commit, no retry).
-    ``fn`` may run more than once, so it must not have side effects outside the session.
-    """
-    if isinstance(target, Session):
-        with target.begin_nested():
-            return fn(target)
-    delay = 0.02
-    for attempt in range(1, attempts + 1):
-        try:
-            with connect_for_write(target) as conn, Session(bind=conn, expire_on_commit=False) as session:
-                with session.begin():
-                    return fn(session)
-        except DBAPIError as e:
-            if read_only_error(e):
-                raise ReadOnlyRegistryError(
-                    f"the registry {target.url.render_as_string(hide_password=True)} is read-only "
-                    f"({str(e.orig).splitlines()[0]}); point --registry / $OVC_REGISTRY_URL at a writable one"
-                ) from None
-            if not _is_retryable(e):
-                raise
-            if attempt == attempts:
-                raise RegistryBusyError(
-                    f"the registry {target.url.render_as_string(hide_password=True)} stayed locked by another "
-                    f"writer after {attempts} attempts ({str(e.orig).splitlines()[0]}); try again later"
-                ) from None
-            log.info("registry write conflict (attempt %d/%d), retrying: %s", attempt, attempts, e.orig)
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
-
-
-def _read(target: Target, fn: Callable[[Session], T]) -> T:
-    if isinstance(target, Session):
-        return fn(target)
-    with Session(target, expire_on_commit=False) as session:
-        return fn(session)
-
-
-def _chunks(seq: Sequence[T], n: int = _CHUNK) -> Iterator[Sequence[T]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
-
-
-def _insert_ignore(session: Session, table: Any) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for SQLite/PostgreSQL; None for other dialects."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return None
-
-
-def _text_order(session: Session) -> Any:
-    """Label order by code point on every backend (PostgreSQL's default collation is locale-aware)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return Label.text.collate("C")
-    return Label.text
-
-
-# --------------------------------------------------------------------------------------------------
-# Lookups
-# --------------------------------------------------------------------------------------------------
-def _info(mv: ModelVersion) -> ModelVersionInfo:
-    return ModelVersionInfo(
-        id=mv.id,
-        name=mv.name,
-        checkpoint_digest=mv.checkpoint_digest,
-        encoder_digest=mv.encoder_digest,
-        embed_dim=mv.embed_dim,
-        dvc_rev=mv.dvc_rev,
-        params=mv.params,
-        metrics=mv.metrics,
-        created_at=mv.created_at,
-    )
-
-
-def _model_version(session: Session, ref: str | ModelVersionInfo) -> ModelVersionInfo:
-    """Resolve ``"latest"`` (highest id) or a name; NotFoundError if absent."""
-    if isinstance(ref, ModelVersionInfo):
-        ref = ref.name
-    if ref == "latest":
-        mv = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(1)).first()
-        if mv is None:
-            raise NotFoundError("no model version is published yet (run the publish stage first)")
-    else:
-        mv = session.scalars(select(ModelVersion).where(ModelVersion.name == ref)).first()
-        if mv is None:
-            names = session.scalars(select(ModelVersion.name).order_by(ModelVersion.id)).all()
-            raise NotFoundError(f"unknown model version {ref!r}; published: {list(names) or 'none'}")
-    return _info(mv)
-
-
-def _vocabulary_id(session: Session, name: str) -> int:
-    vid = session.scalar(select(Vocabulary.id).where(Vocabulary.name == name))
-    if vid is None:
-        raise NotFoundError(f"unknown vocabulary {name!r}")
-    return vid
-
-
-def _check_vocab_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidNameError(f"vocabulary name must be a non-empty string, got {name!r}")
-    name = name.strip()
-    if len(name) > 200 or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise InvalidNameError(f"invalid vocabulary name {name!r} (max 200 printable characters)")
-    return name
-
-
-def _label_ids(session: Session, texts: Sequence[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for chunk in _chunks(list(texts)):
-        out.update(session.execute(select(Label.text, Label.id).where(Label.text.in_(chunk))).tuples().all())
-    return out
-
-
-def _embedded_texts(session: Session, mv: ModelVersionInfo, texts: Sequence[str]) -> set[str]:
-    """Texts that already have an embedding for ``mv`` made by ``mv``'s label encoder."""
-    found: set[str] = set()
-    for chunk in _chunks(list(texts)):
-        stmt = (
-            select(Label.text)
-            .join(LabelEmbedding, LabelEmbedding.label_id == Label.id)
-            .where(
-                LabelEmbedding.model_version_id == mv.id,
-                LabelEmbedding.encoder_digest == mv.encoder_digest,
-                Label.text.in_(chunk),
-            )
-        )
-        found.update(session.scalars(stmt))
-    return found
-
-
-def _reusable_vectors(
-    session: Session, texts: Sequence[str], encoder_digest: str, dim: int | None, exclude_mv: int | None = None
-) -> dict[str, bytes]:
-    """Vectors of ``texts`` produced by the same label encoder under any other model version.
-
-    Same encoder digest = same weights and config, so f_t(ℓ) is the same vector: copy, don't encode.
-    """
-    found: dict[str, bytes] = {}
-    for chunk in _chunks(list(texts)):
-        stmt = (
-            select(Label.text, LabelEmbedding.vector, LabelEmbedding.dim)
-            .join(LabelEmbedding, LabelEmbedding.label_id == Label.id)
-            .where(LabelEmbedding.encoder_digest == encoder_digest, Label.text.in_(chunk))
-        )
-        if exclude_mv is not None:
-            stmt = stmt.where(LabelEmbedding.model_version_id != exclude_mv)
-        for text, vector, d in session.execute(stmt):
-            if dim is None or d == dim:
-                found.setdefault(text, bytes(vector))
-    return found
-
-
-# --------------------------------------------------------------------------------------------------
-# Writes (inside a transaction)
-# --------------------------------------------------------------------------------------------------
 def _ensure_vocabulary(session: Session, name: str) -> int:
-    stmt = _insert_ignore(session, Vocabulary.__table__)
+    stmt = insert_ignore(session, Vocabulary.__table__)
     if stmt is not None:
         session.execute(stmt, [{"name": name}])
     elif session.scalar(select(Vocabulary.id).where(Vocabulary.name == name)) is None:
         session.execute(insert(Vocabulary), [{"name": name}])
-    return _vocabulary_id(session, name)
+    return find_vocabulary_id(session, name)
 
 
 def _ensure_labels(session: Session, texts: Sequence[str]) -> dict[str, int]:
     """Insert missing label rows (sorted: concurrent writers lock rows in the same order) -> ids."""
     texts = sorted(set(texts))
-    stmt = _insert_ignore(session, Label.__table__)
-    for chunk in _chunks(texts):
+    stmt = insert_ignore(session, Label.__table__)
+    for chunk in chunks(texts):
         if stmt is not None:
             session.execute(stmt, [{"text": t} for t in chunk])
         else:
-            have = _label_ids(session, chunk)
+            have = find_label_ids(session, chunk)
             missing = [{"text": t} for t in chunk if t not in have]
             if missing:
                 session.execute(insert(Label), missing)
-    ids = _label_ids(session, texts)
+    ids = find_label_ids(session, texts)
     assert len(ids) == len(texts), "label rows missing after insert"
     return ids
 
@@ -521,7 +165,7 @@ def _link_labels(session: Session, vocabulary_id: int, specs: Sequence[LabelSpec
     table = VocabularyLabel.__table__
     wanted = sorted((ids[s.text], s.kind) for s in specs)
     added = 0
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         existing = set(
             session.scalars(
                 select(VocabularyLabel.label_id).where(
@@ -533,7 +177,7 @@ def _link_labels(session: Session, vocabulary_id: int, specs: Sequence[LabelSpec
         rows = [{"vocabulary_id": vocabulary_id, "label_id": lid, "kind": k} for lid, k in chunk if lid not in existing]
         if not rows:
             continue
-        stmt = _insert_ignore(session, table)
+        stmt = insert_ignore(session, table)
         if stmt is not None:
             # RETURNING counts only rows this transaction inserted (a concurrent writer may win some).
             added += len(session.execute(stmt.returning(table.c.label_id), rows).all())
@@ -549,7 +193,7 @@ def _store_embeddings(
     """Upsert one embedding per text for ``mv`` (replacing rows made by another encoder digest)."""
     table = LabelEmbedding.__table__
     items = sorted((ids[t], v) for t, v in vectors.items())
-    for chunk in _chunks(items):
+    for chunk in chunks(items):
         label_ids = [lid for lid, _ in chunk]
         session.execute(
             delete(table).where(
@@ -562,7 +206,7 @@ def _store_embeddings(
             {"model_version_id": mv.id, "label_id": lid, "encoder_digest": mv.encoder_digest, "dim": mv.embed_dim, "vector": vec}
             for lid, vec in chunk
         ]
-        stmt = _insert_ignore(session, table)
+        stmt = insert_ignore(session, table)
         if stmt is not None:
             session.execute(stmt, rows)
         else:
@@ -576,27 +220,6 @@ def _store_embeddings(
                 session.execute(insert(table), rows)
 
 
-def _set_threshold(
-    session: Session, mv_id: int, value: float, vocabulary_id: int | None, label_id: int | None
-) -> None:
-    if not math.isfinite(value):
-        raise RegistryError(f"threshold must be a finite number, got {value!r}")
-    scope = "label" if label_id is not None else "vocabulary" if vocabulary_id is not None else "global"
-    target = threshold_target(scope, vocabulary_id, label_id)
-    res = session.execute(
-        update(Threshold).where(Threshold.model_version_id == mv_id, Threshold.target == target).values(value=value)
-    )
-    if res.rowcount == 0:
-        session.execute(
-            insert(Threshold),
-            [{"model_version_id": mv_id, "scope": scope, "vocabulary_id": vocabulary_id,
-              "label_id": label_id, "target": target, "value": float(value)}],
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# Encoding
-# --------------------------------------------------------------------------------------------------
 def _encode(encode_fn: EncodeFn, texts: Sequence[str], dim: int | None, batch_size: int) -> np.ndarray:
     """``encode_fn`` over ``texts`` in batches -> (n, dim) little-endian float32; checks shape/finiteness."""
     parts: list[np.ndarray] = []
@@ -680,14 +303,14 @@ def publish_model_version(
     specs: dict[str, list[LabelSpec]] = {}
     issues: dict[str, list[LabelIssue]] = {}
     for vname, labels in (vocabularies or {}).items():
-        vname = _check_vocab_name(vname)
+        vname = check_vocab_name(vname)
         specs[vname], vissues = validate_labels(labels, max_label_chars)
         if vissues:
             issues[vname] = vissues
             log.warning("vocabulary %r: %d label(s) rejected, e.g. %s", vname, len(vissues), vissues[0])
     texts = sorted({s.text for vs in specs.values() for s in vs})
 
-    vectors = _read(target, lambda s: _reusable_vectors(s, texts, encoder_digest, embed_dim))
+    vectors = read_session(target, lambda s: reusable_vectors(s, texts, encoder_digest, embed_dim))
     reused = len(vectors)
     if reused and embed_dim is None:
         embed_dim = len(next(iter(vectors.values()))) // 4
@@ -721,7 +344,7 @@ def publish_model_version(
         )
         session.add(row)
         session.flush()
-        mv = _info(row)
+        mv = model_version_info(row)
         ids = _ensure_labels(session, texts)
         for vname, vspecs in specs.items():
             _link_labels(session, _ensure_vocabulary(session, vname), vspecs, ids)
@@ -739,7 +362,7 @@ def publish_model_version(
             issues=issues,
         )
 
-    result = _write(target, work)
+    result = write_transaction(target, work)
     log.info(
         "published model version %s: %d labels (%d encoded, %d reused), threshold %s",
         result.model_version, result.labels_embedded, result.encoded, result.reused, result.threshold,
@@ -788,8 +411,8 @@ def _embedded_set(session: Session, mv: ModelVersionInfo, texts: Sequence[str]) 
     Large inputs read the version's embedded texts in one query (no per-chunk IN lists); small ones
     ask about their own texts only (cheap on a registry holding millions of labels).
     """
-    if len(texts) <= 4 * _CHUNK:
-        return _embedded_texts(session, mv, texts)
+    if len(texts) <= 4 * CHUNK:
+        return embedded_texts(session, mv, texts)
     stmt = (
         select(Label.text)
         .join(LabelEmbedding, LabelEmbedding.label_id == Label.id)
@@ -807,7 +430,7 @@ def plan_labels(
     """
 
     def run(session: Session) -> LabelPlan:
-        mv = _model_version(session, model_version) if model_version is not None else None
+        mv = resolve_model_version(session, model_version) if model_version is not None else None
         present = _vocabulary_texts(session, vocab)
         link = [s for s in specs if present is None or s.text not in present]
         embed: list[str] = []
@@ -815,10 +438,10 @@ def plan_labels(
         if mv is not None:
             have = _embedded_set(session, mv, [s.text for s in specs])
             embed = [s.text for s in specs if s.text not in have]
-            vectors = _reusable_vectors(session, embed, mv.encoder_digest, mv.embed_dim, exclude_mv=mv.id)
+            vectors = reusable_vectors(session, embed, mv.encoder_digest, mv.embed_dim, exclude_mv=mv.id)
         return LabelPlan(present is not None, mv, link, len(specs) - len(link), embed, vectors)
 
-    return _read(target, run)
+    return read_session(target, run)
 
 
 def add_labels(
@@ -859,7 +482,7 @@ def add_labels(
     """
     from tqdm.auto import tqdm
 
-    vocab = _check_vocab_name(vocab)
+    vocab = check_vocab_name(vocab)
     specs, issues = validate_labels(labels, max_label_chars)
     plan = plan_labels(target, vocab, specs, model_version)
     mv = plan.model_version
@@ -887,14 +510,14 @@ def add_labels(
         total=len(work_specs), unit="label", desc=f"vocab {vocab}", disable=None if progress is None else not progress)
     try:
         if not work_specs:  # a new, empty vocabulary (no labels given)
-            _write(target, lambda session: _ensure_vocabulary(session, vocab))
+            write_transaction(target, lambda session: _ensure_vocabulary(session, vocab))
         for start in range(0, len(work_specs), write_batch):
             batch = work_specs[start : start + write_batch]
             todo = [s.text for s in batch if s.text in embed_set and s.text not in vectors]
             if todo:  # outside any transaction: no lock held while the model runs
                 vectors.update(_to_bytes(todo, _encode(encode_fn, todo, mv.embed_dim, batch_size)))  # type: ignore[arg-type, union-attr]
                 result.encoded += len(todo)
-            added = _write(target, lambda session, b=batch: _write_label_batch(session, vocab, b, mv, vectors, encode_fn, batch_size, result))
+            added = write_transaction(target, lambda session, b=batch: _write_label_batch(session, vocab, b, mv, vectors, encode_fn, batch_size, result))
             result.added += added
             result.already_present += len([s for s in batch if s.text in link_texts]) - added
             for s in batch:
@@ -921,8 +544,8 @@ def _write_label_batch(
     ids = _ensure_labels(session, texts)
     added = _link_labels(session, vocabulary_id, batch, ids)
     if mv is not None:
-        _model_version(session, mv.name)  # still published?
-        have = _embedded_texts(session, mv, texts)  # re-check: a concurrent writer may have added some
+        resolve_model_version(session, mv.name)  # still published?
+        have = embedded_texts(session, mv, texts)  # re-check: a concurrent writer may have added some
         still = [t for t in texts if t not in have]
         late = [t for t in still if t not in vectors]
         if late:  # rare: state changed since planning (e.g. another encoder's row was replaced)
@@ -932,6 +555,34 @@ def _write_label_batch(
             result.encoded += len(late)
         _store_embeddings(session, mv, ids, {t: vectors[t] for t in still})
     return added
+
+
+def sync_vocabulary(
+    target: Target,
+    vocab: str,
+    labels: Iterable[LabelLike],
+    encode_fn: EncodeFn | None = None,
+    model_version: str | None = "latest",
+    *,
+    prune: bool = False,
+    **kw: Any,
+) -> tuple[AddLabelsResult, int]:
+    """Make ``vocab`` hold ``labels``: :func:`add_labels` (what ``ovc vocab add`` runs), then with
+    ``prune`` unlink the labels that are no longer in the input (embeddings stay cached).
+
+    Returns:
+        (the add result, number of labels unlinked).
+    """
+    labels = list(labels)  # read twice: added, then the set to keep
+    result = add_labels(target, vocab, labels, encode_fn, model_version, **kw)
+    specs, _ = validate_labels(labels, kw.get("max_label_chars", DEFAULT_MAX_LABEL_CHARS))
+    removed = 0
+    if prune:
+        keep = {s.text for s in specs}
+        stale = [s.text for s in list_labels(target, vocab) if s.text not in keep]
+        if stale:
+            removed = int(remove_labels(target, vocab, stale)["removed"])
+    return result, removed
 
 
 def remove_labels(
@@ -951,10 +602,10 @@ def remove_labels(
     texts = [s.text for s in specs]
 
     def work(session: Session) -> dict[str, Any]:
-        vocabulary_id = _vocabulary_id(session, vocab)
-        ids = list(_label_ids(session, texts).values())
+        vocabulary_id = find_vocabulary_id(session, vocab)
+        ids = list(find_label_ids(session, texts).values())
         removed = 0
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             removed += session.execute(
                 delete(VocabularyLabel).where(
                     VocabularyLabel.vocabulary_id == vocabulary_id, VocabularyLabel.label_id.in_(chunk)
@@ -963,7 +614,7 @@ def remove_labels(
         pruned = _prune(session, ids) if prune_orphans else 0
         return {"removed": removed, "not_present": len(texts) - removed, "pruned": pruned}
 
-    out = _write(target, work)
+    out = write_transaction(target, work)
     out["issues"] = [asdict(i) for i in issues]
     return out
 
@@ -972,7 +623,7 @@ def _prune(session: Session, label_ids: Sequence[int]) -> int:
     """Delete labels among ``label_ids`` that belong to no vocabulary (cascades to embeddings)."""
     pruned = 0
     linked = exists().where(VocabularyLabel.label_id == Label.id)
-    for chunk in _chunks(list(label_ids)):
+    for chunk in chunks(list(label_ids)):
         pruned += session.execute(delete(Label).where(Label.id.in_(chunk), ~linked)).rowcount
     return pruned
 
@@ -981,197 +632,9 @@ def remove_vocabulary(target: Target, vocab: str, *, prune_orphans: bool = False
     """Delete a vocabulary, its memberships and its thresholds. Returns ``{"labels", "pruned"}``."""
 
     def work(session: Session) -> dict[str, int]:
-        vocabulary_id = _vocabulary_id(session, vocab)
+        vocabulary_id = find_vocabulary_id(session, vocab)
         ids = list(session.scalars(select(VocabularyLabel.label_id).where(VocabularyLabel.vocabulary_id == vocabulary_id)))
         session.execute(delete(Vocabulary).where(Vocabulary.id == vocabulary_id))  # FK cascades
         return {"labels": len(ids), "pruned": _prune(session, ids) if prune_orphans else 0}
 
-    return _write(target, work)
-
-
-def list_vocabularies(target: Target) -> list[VocabularyInfo]:
-    """All vocabularies with their label counts, by name."""
-
-    def run(session: Session) -> list[VocabularyInfo]:
-        stmt = (
-            select(Vocabulary.name, func.count(VocabularyLabel.label_id), Vocabulary.created_at)
-            .outerjoin(VocabularyLabel, VocabularyLabel.vocabulary_id == Vocabulary.id)
-            .group_by(Vocabulary.id, Vocabulary.name, Vocabulary.created_at)
-            .order_by(Vocabulary.name)
-        )
-        return [VocabularyInfo(n, int(c), t) for n, c, t in session.execute(stmt)]
-
-    return _read(target, run)
-
-
-def list_labels(target: Target, vocab: str) -> list[LabelSpec]:
-    """Labels of a vocabulary (normalised text, kind), in code-point order of the text."""
-
-    def run(session: Session) -> list[LabelSpec]:
-        vocabulary_id = _vocabulary_id(session, vocab)
-        stmt = (
-            select(Label.text, VocabularyLabel.kind)
-            .join(VocabularyLabel, VocabularyLabel.label_id == Label.id)
-            .where(VocabularyLabel.vocabulary_id == vocabulary_id)
-            .order_by(_text_order(session))
-        )
-        return [LabelSpec(t, k) for t, k in session.execute(stmt)]
-
-    return _read(target, run)
-
-
-def list_model_versions(target: Target) -> list[ModelVersionInfo]:
-    """All model versions, oldest first."""
-    return _read(target, lambda s: [_info(m) for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id))])
-
-
-def latest_model_version(target: Target) -> ModelVersionInfo | None:
-    """The most recently published model version (highest id), or None."""
-
-    def run(session: Session) -> ModelVersionInfo | None:
-        mv = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(1)).first()
-        return _info(mv) if mv is not None else None
-
-    return _read(target, run)
-
-
-def set_threshold(
-    target: Target,
-    value: float,
-    model_version: str = "latest",
-    vocab: str | None = None,
-    label: str | None = None,
-) -> None:
-    """Store a threshold for a model version: global, per vocabulary, per label, or per label in a vocabulary."""
-
-    def work(session: Session) -> None:
-        mv = _model_version(session, model_version)
-        vocabulary_id = _vocabulary_id(session, vocab) if vocab is not None else None
-        label_id = None
-        if label is not None:
-            text = normalize_label(label)
-            label_id = _label_ids(session, [text]).get(text)
-            if label_id is None:
-                raise NotFoundError(f"unknown label {label!r}")
-        _set_threshold(session, mv.id, float(value), vocabulary_id, label_id)
-
-    _write(target, work)
-
-
-def get_threshold(
-    target: Target, model_version: str = "latest", vocab: str | None = None, label: str | None = None
-) -> float | None:
-    """The most specific threshold: label-in-vocabulary > label > vocabulary > global; None if none."""
-
-    def run(session: Session) -> float | None:
-        mv = _model_version(session, model_version)
-        vocabulary_id = _vocabulary_id(session, vocab) if vocab is not None else None
-        label_id = None
-        if label is not None:
-            text = normalize_label(label)
-            label_id = _label_ids(session, [text]).get(text)
-        candidates = []
-        if label_id is not None:
-            if vocabulary_id is not None:
-                candidates.append(threshold_target("label", vocabulary_id, label_id))
-            candidates.append(threshold_target("label", None, label_id))
-        if vocabulary_id is not None:
-            candidates.append(threshold_target("vocabulary", vocabulary_id, None))
-        candidates.append(threshold_target("global", None, None))
-        rows = session.execute(
-            select(Threshold.target, Threshold.value).where(
-                Threshold.model_version_id == mv.id, Threshold.target.in_(candidates)
-            )
-        )
-        found = {t: v for t, v in rows}
-        return next((float(found[c]) for c in candidates if c in found), None)
-
-    return _read(target, run)
-
-
-def load_embedding_matrix(
-    target: Target, vocab: str, model_version: str = "latest", *, strict: bool = True
-) -> tuple[list[str], np.ndarray, list[str | None]]:
-    """A vocabulary's label embeddings under a model version, for scoring (paper §3, Fig. 2b).
-
-    One query joins memberships, labels and embeddings (model version resolved in a subquery); the
-    vectors are concatenated into one buffer and viewed with ``np.frombuffer`` (no per-row numpy).
-
-    Args:
-        target: Engine or Session.
-        vocab: vocabulary name.
-        model_version: ``"latest"`` or a name.
-        strict: labels without an embedding for this version raise NotFoundError (True) or are
-            skipped with a warning (False).
-
-    Returns:
-        (labels, matrix, kinds): normalised texts in code-point order, a writable (n, dim) float32
-        matrix whose row i is f_t(labels[i]), and each label's kind (or None).
-    """
-
-    def run(session: Session) -> tuple[list[str], np.ndarray, list[str | None]]:
-        if model_version == "latest":
-            mv_id = select(ModelVersion.id).order_by(ModelVersion.id.desc()).limit(1).scalar_subquery()
-        else:
-            mv_id = select(ModelVersion.id).where(ModelVersion.name == model_version).scalar_subquery()
-        stmt = (
-            select(Label.text, VocabularyLabel.kind, LabelEmbedding.dim, LabelEmbedding.vector)
-            .select_from(VocabularyLabel)
-            .join(Vocabulary, Vocabulary.id == VocabularyLabel.vocabulary_id)
-            .join(Label, Label.id == VocabularyLabel.label_id)
-            .outerjoin(
-                LabelEmbedding,
-                (LabelEmbedding.label_id == VocabularyLabel.label_id) & (LabelEmbedding.model_version_id == mv_id),
-            )
-            .where(Vocabulary.name == vocab)
-        )
-        # The only query when all is well; Core (not ORM) execution: no per-row ORM wrapping.
-        rows = session.connection().execute(stmt).all()
-        # Sort here, not in SQL: an ORDER BY makes SQLite copy every 2 KiB vector through a temp
-        # b-tree (2x slower). Python orders str by code point, like SQLite BINARY / PostgreSQL "C".
-        rows.sort(key=itemgetter(0))
-        if not rows:
-            _vocabulary_id(session, vocab)  # raises NotFoundError if unknown
-            mv = _model_version(session, model_version)
-            return [], np.zeros((0, mv.embed_dim), dtype=np.float32), []
-        texts, kinds, dims, vectors = zip(*rows)
-        if None in vectors:  # C-level scans (100k rows): no per-row Python on the happy path
-            missing = [t for t, v in zip(texts, vectors) if v is None]
-            mv = _model_version(session, model_version)  # raises NotFoundError for an unknown version
-            msg = (
-                f"{len(missing)} label(s) of vocabulary {vocab!r} have no embedding for model version "
-                f"{mv.name!r} (e.g. {missing[:3]}); run `ovc vocab add` / vocab-refresh for this version"
-            )
-            if strict:
-                raise NotFoundError(msg)
-            log.warning(msg)
-            keep = [i for i, v in enumerate(vectors) if v is not None]
-            texts, kinds, dims, vectors = ([seq[i] for i in keep] for seq in (texts, kinds, dims, vectors))
-        if not texts:
-            return [], np.zeros((0, mv.embed_dim), dtype=np.float32), []
-        dim = dims[0]
-        if dims.count(dim) != len(dims):
-            raise RegistryError(f"vocabulary {vocab!r}: embeddings of mixed dims under {model_version!r}")
-        buf = bytearray().join(vectors)  # one copy; bytearray -> writable array
-        matrix = np.frombuffer(buf, dtype="<f4").reshape(len(texts), dim)  # (n*dim,) -> (n, dim)
-        if sys.byteorder != "little":
-            matrix = matrix.astype(np.float32)
-        return list(texts), matrix, list(kinds)
-
-    return _read(target, run)
-
-
-def counts(target: Target) -> dict[str, int]:
-    """Row counts of every registry table (for reports and tests)."""
-    tables = {
-        "model_versions": ModelVersion,
-        "vocabularies": Vocabulary,
-        "labels": Label,
-        "vocabulary_labels": VocabularyLabel,
-        "label_embeddings": LabelEmbedding,
-        "thresholds": Threshold,
-    }
-    return _read(
-        target,
-        lambda s: {name: int(s.scalar(select(func.count()).select_from(m)) or 0) for name, m in tables.items()},
-    )
+    return write_transaction(target, work)

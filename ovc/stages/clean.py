@@ -11,7 +11,7 @@ from typing import Any
 
 from ovc.config import Config
 from ovc.data.clean import clean_tables, filter_attributes
-from ovc.data.manifest import read_manifest, read_vocabulary, rebase_paths, write_manifest, write_vocabulary
+from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, rebase_paths, write_manifest, write_vocabulary
 from ovc.fileio import atomic_write_json
 from ovc.paths import DataLayout
 
@@ -25,7 +25,7 @@ def clean(cfg: Config) -> dict[str, Any]:
     """
     layout = DataLayout.of(cfg)
     raw, out_dir = layout.raw, layout.clean
-    manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True)
+    manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True, roots=data_roots(cfg))
     vocab = read_vocabulary(raw / "vocabulary.parquet")
 
     manifest_out, vocab_out, report = clean_tables(

@@ -99,11 +99,11 @@ class SplitData:
 
 def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
     """The evaluation splits of the clean manifest: ``val`` (training vocabulary) and every ``open_*``."""
-    from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
+    from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path
 
     clean = Path(cfg.paths.data) / "clean"
     manifest_path = clean / "manifest.parquet"
-    df = read_manifest(manifest_path)
+    df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
     vocab_df = read_vocabulary(clean / "vocabulary.parquet")
     present = [s for s in df["split"].unique().tolist() if s in CLOSED_SPLITS or s.startswith("open_")]
     wanted = splits or cfg.evaluate.splits or sorted(present, key=lambda s: (s not in CLOSED_SPLITS, s))
@@ -310,8 +310,11 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         "skipped_methods": skipped_methods,
         "attributes": {k: provenance.get(k) for k in ("provider", "model", "described")} if provenance else None,
         "calibrated_thresholds": thresholds,
-        "seconds": round(time.time() - t0, 1),
         "tables": {k: str(v) for k, v in tables.items()},
     }
+    # DVC outputs are deterministic: no wall-clock in summary.json (it would re-run publish for nothing);
+    # the time is logged and returned (printed by `ovc stage evaluate`), not stored in data/eval.
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    return summary
+    seconds = round(time.time() - t0, 1)
+    log.info("evaluate: %d method(s) in %.1f s", len(summary["methods"]), seconds)
+    return {**summary, "seconds": seconds}

@@ -44,15 +44,20 @@ from pathlib import Path
 from typing import Any
 
 from ovc.config import Config
+from ovc.errors import OvcError
 
 log = logging.getLogger(__name__)
 
 RECEIPT = Path("publish") / "receipt.json"  # relative to cfg.paths.data
-# config sections that do not change what the model computes (excluded from the fingerprint)
-_NON_MODEL_SECTIONS = ("paths", "registry", "publish", "classify")
+# config that rebuilds the published model from its files (what dvc.yaml's publish stage tracks):
+# only these enter the fingerprint. Training, data and evaluation settings reach a version through
+# what they produce (weights digest, metrics, threshold, vocabularies), so changing an evaluate-only
+# param (plot points, batch size) republishes nothing.
+_MODEL_SECTIONS = ("llm", "label_encoder", "video_encoder", "baselines", "clip", "reader")
+_MODEL_KEYS = {"loss": ("tau",), "evaluate": ("main_method",)}
 
 
-class PublishError(RuntimeError):
+class PublishError(OvcError, RuntimeError):
     """The publish stage cannot run (missing input, unsupported method); names the file or method."""
 
 
@@ -179,10 +184,13 @@ def fingerprint(
 ) -> str:
     """sha256 of everything that defines a published version (see module doc, "Re-publishing").
 
-    File locations do not count, contents do: ``paths``/``registry``/``publish``/``classify`` and
-    ``clip.pretrained`` are left out, the CLIP's content digest is in.
+    File locations do not count, contents do: only the config that rebuilds the model is in
+    (``_MODEL_SECTIONS``, ``loss.tau``, ``evaluate.main_method``; not ``clip.pretrained``, a location:
+    the CLIP's content digest is in). Training/evaluation settings count through their outputs.
     """
-    config = {k: v for k, v in cfg.to_dict().items() if k not in _NON_MODEL_SECTIONS}
+    full = cfg.to_dict()
+    config = {k: full[k] for k in _MODEL_SECTIONS}
+    config.update({section: {k: full[section][k] for k in keys} for section, keys in _MODEL_KEYS.items()})
     config["clip"] = {k: v for k, v in config["clip"].items() if k != "pretrained"}
     blob = {
         "method": method,
@@ -206,7 +214,7 @@ def publish(cfg: Config) -> dict[str, Any]:
     Returns the receipt (also written to ``<data>/publish/receipt.json``).
     """
     from ovc.infer.published import ARTIFACTS_KEY, encoder_digest
-    from ovc.registry.db import open_registry
+    from ovc.registry.db import open_registry, registry_dir
     from ovc.registry.store import (
         add_labels,
         list_labels,
@@ -245,7 +253,6 @@ def publish(cfg: Config) -> dict[str, Any]:
         _store_artifact(weights, root / "weights" / f"{checkpoint_digest}.safetensors")
         artifacts["weights"] = f"weights/{checkpoint_digest}.safetensors"
         artifacts["weights_source"] = str(weights.resolve())
-    artifacts["dir"] = str(root)
     artifacts["clip_digest"] = clip_digest
     fp = fingerprint(cfg, method_name, checkpoint_digest, enc_digest, clip_digest, metrics, threshold, vocabularies)
 
@@ -253,6 +260,10 @@ def publish(cfg: Config) -> dict[str, Any]:
         return method.embed_vocabulary(labels, batch_size=cfg.publish.batch_size).float().cpu().numpy()
 
     engine = open_registry(cfg)
+    # relative to a file registry: a moved or copied project (registry + artifacts) keeps loading
+    base = registry_dir(engine)
+    artifacts["dir"] = os.path.relpath(root, base) if base is not None else str(root)
+    artifacts["dir_at_publish"] = str(root)
     try:
         same = [
             mv for mv in list_model_versions(engine)

@@ -153,7 +153,7 @@ def _decode_ahead(cfg: Config, provider: Any, items: list) -> Any:
 
 def synth_labels(cfg: Config) -> dict[str, Any]:
     """Label ``synth_labels.splits`` videos with the configured provider; write labels + summary."""
-    from ovc.data.manifest import atomic_write_json, read_manifest, read_vocabulary, resolve_video_path, write_vocabulary
+    from ovc.data.manifest import atomic_write_json, data_roots, read_manifest, read_vocabulary, resolve_video_path, write_vocabulary
     from ovc.data.schemas import validate
     from ovc.synth.providers import VideoItem, create_provider
 
@@ -161,7 +161,7 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
     t0 = time.time()
     clean = Path(cfg.paths.data) / "clean"
     manifest_path = clean / "manifest.parquet"
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
     vocab_df = read_vocabulary(clean / "vocabulary.parquet")
     vocabulary = sorted(vocab_df.loc[vocab_df["vocab"] == "train", "label"].tolist())
     videos = manifest[manifest["split"].isin(sc.splits)]

@@ -16,12 +16,12 @@ class TrainData:
     """
 
     def __init__(self, cfg: Config, method: str = ""):
-        from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
+        from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path
         from ovc.synth.stage import merged_train_labels, merged_train_vocabulary
 
         clean = Path(cfg.paths.data) / "clean"
         manifest_path = clean / "manifest.parquet"
-        df = read_manifest(manifest_path)
+        df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
         df = df[df["split"] == "train"].reset_index(drop=True)
         if len(df) == 0:
             raise ValueError(f"{manifest_path}: no videos with split 'train'")

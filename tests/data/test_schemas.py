@@ -137,3 +137,65 @@ def test_resolve_and_rebase_paths(tmp_path):
     assert os.path.normpath(resolve_video_path(new_manifest, rebased[0])) == str(
         tmp_path / "data" / "raw" / "videos" / "a.mp4"
     )
+
+
+def test_manifest_paths_leaving_the_data_roots_are_refused_in_one_error(tmp_path):
+    """``..``, absolute paths elsewhere and symlinks out of the roots: every such row named, once."""
+    from ovc.config import Config
+    from ovc.data.manifest import data_roots
+
+    data = tmp_path / "data"
+    (data / "raw" / "videos").mkdir(parents=True)
+    (data / "raw" / "videos" / "ok.mp4").write_bytes(b"x")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    (data / "raw" / "videos" / "link.mp4").symlink_to(outside)
+    dataset = tmp_path / "datasets" / "kinetics"
+    dataset.mkdir(parents=True)
+    rows = [
+        ("ok", "videos/ok.mp4"),
+        ("dots", "../../../../../../etc/passwd"),
+        ("abs", "/etc/hosts"),
+        ("link", "videos/link.mp4"),
+        ("ds", str(dataset / "a.mp4")),  # a configured dataset root: allowed
+    ]
+    df = pd.DataFrame({"video_id": [r[0] for r in rows], "path": [r[1] for r in rows], "labels": [["x"]] * len(rows),
+                       "split": ["train"] * len(rows), "source": ["test"] * len(rows)})
+    path = data / "raw" / "manifest.parquet"
+    write_manifest(df, path)
+    cfg = Config()
+    cfg.paths.data, cfg.ingest.root = str(data), str(dataset)
+    with pytest.raises(ManifestSchemaError) as info:
+        read_manifest(path, roots=data_roots(cfg))
+    msg = str(info.value)
+    assert str(path) in msg and "3 video path(s) leave the data roots" in msg
+    for vid in ("dots", "abs", "link"):
+        assert f"video_id={vid!r}" in msg
+    assert "video_id='ok'" not in msg and "video_id='ds'" not in msg
+    assert str(outside) in msg  # where the symlink leads
+    with pytest.raises(ManifestSchemaError, match="4 video path"):  # the dataset root not configured
+        read_manifest(path, roots=[data])
+    write_manifest(df.iloc[[0]], path)
+    assert read_manifest(path, roots=data_roots(cfg))["video_id"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "clean"])
+def test_stages_refuse_manifest_paths_outside_the_data_roots(tmp_path, stage):
+    """evaluate (and every stage reading a manifest) opens nothing outside paths.data / ingest roots."""
+    from ovc.config import Config
+
+    data = tmp_path / "data"
+    df = pd.DataFrame({"video_id": ["ok", "evil"], "path": ["videos/ok.mp4", "../../../../../../../etc/passwd"],
+                       "labels": [["red"], ["red"]], "split": ["val", "val"], "source": ["test", "test"]})
+    vocab = pd.DataFrame({"label": ["red"], "vertical": ["Colours"], "kind": ["entity"], "vocab": ["train"]})
+    sub = "clean" if stage == "evaluate" else "raw"
+    write_manifest(df, data / sub / "manifest.parquet")
+    write_vocabulary(vocab, data / sub / "vocabulary.parquet")
+    cfg = Config()
+    cfg.paths.data = str(data)
+    if stage == "evaluate":
+        from ovc.evaluate.stage import load_splits as run
+    else:
+        from ovc.data.clean import clean as run
+    with pytest.raises(ManifestSchemaError, match=r"1 video path\(s\) leave the data roots.*video_id='evil'"):
+        run(cfg)

@@ -348,3 +348,43 @@ def test_dataset_seeded_sampling_and_config(clips, tmp_path):
         train.set_epoch(epoch)
         epochs.append(train[0]["frames"])
     assert any(not torch.equal(epochs[0], e) for e in epochs[1:])  # new epoch, new offsets
+
+
+_MEMORY_PROBE = """
+import json, resource, sys
+import av, decord, torch  # noqa: F401 - imported before the baseline
+from ovc.data.video import read_frames
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = {}
+for name, path in json.loads(sys.argv[1]).items():
+    try:
+        out[name] = list(read_frames(path, 8, 64).shape)
+    except Exception as e:
+        out[name] = f"{type(e).__name__}: {e}"
+out["peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+print(json.dumps(out))
+"""
+PEAK_MB_BOUND = 150  # the stated bound: 8 frames, a few decoder buffers; was ~2,000 MB for 16000x2
+
+
+def test_pathological_shapes_are_refused_or_bounded(tmp_path):
+    """A 16000x2 clip (360 KB) must not cost GBs: aspect ratio and resized size are bounded."""
+    shapes = {"wide": (16000, 2), "tall": (2, 16000), "strip": (1024, 16), "banner": (512, 32)}
+    paths = {}
+    for name, (w, h) in shapes.items():
+        paths[name] = str(write_clip(tmp_path / f"{name}.mp4", [np.full((h, w, 3), 40 * i, np.uint8) for i in range(4)]))
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, json.dumps(paths)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("wide", "tall", "strip"):
+        assert out[name].startswith("VideoTooLargeError") and "aspect ratio" in out[name] and paths[name] in out[name]
+    assert out["banner"] == [8, 3, 64, 64]  # 16:1 is still read (resized 1024x64, centre-cropped)
+    assert out["peak_mb"] < PEAK_MB_BOUND, out
+
+
+def test_max_pixels_bounds_the_resized_size(clips):
+    """max_pixels applies after the short-side resize too (64x64 -> 128x128 = 16384 pixels)."""
+    with pytest.raises(VideoTooLargeError, match=r"resized to a short side of 128 is 128x128 \(16384 pixels\)"):
+        read_frames(clips["good"], 4, 128, max_pixels=10_000)
+    assert read_frames(clips["good"], 4, 32, max_pixels=10_000).shape == (4, 3, 32, 32)

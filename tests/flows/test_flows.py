@@ -35,6 +35,9 @@ params = yaml.safe_load(open("params.yaml"))
 with open("runs.log", "a") as f:
     f.write(name + "\n")
 data = pathlib.Path("data")
+if name == "ingest" and pathlib.Path("fatal_ingest").exists():
+    print("ingest: bad config (simulated)\nsecond line | with a pipe", file=sys.stderr)
+    sys.exit(2)  # what `ovc stage` exits with on an OvcError: retrying cannot help
 if name == "ingest":
     marker = pathlib.Path("flaky_ingest")  # present: fail once, like an unreachable remote source
     if marker.exists():
@@ -212,7 +215,13 @@ def test_train_eval_skips_unchanged_stages_and_reports(prefect_harness, dvc_proj
     assert third["params_changed"] is True and third["overrides"] == ["clean.min_count=3"]
     assert runs(dvc_project)[3:] == ["clean", "evaluate"]
     assert third["metrics"]["min_count"] == 3
-    assert "min_count: 3  # drop rarer labels" in (dvc_project / "params.yaml").read_text()
+    # the override does not outlive its run: params.yaml is back; the run's effective params are recorded
+    assert (dvc_project / "params.yaml").read_text() == FAKE_PARAMS
+    effective = Path(third["effective_params"]).read_text()
+    assert "min_count: 3" in effective and "clean.min_count=3" in effective
+    fourth = te.train_eval(project_dir=str(dvc_project))  # a plain re-run uses params.yaml again
+    assert [r["status"] for r in fourth["stages"]] == ["skipped", "restored", "restored"]  # DVC run-cache
+    assert fourth["metrics"]["min_count"] == 2
 
 
 def test_train_eval_retries_transient_stage(prefect_harness, dvc_project, monkeypatch):
@@ -225,11 +234,38 @@ def test_train_eval_retries_transient_stage(prefect_harness, dvc_project, monkey
 
 def test_train_eval_failed_stage_fails_the_run(prefect_harness, dvc_project):
     (dvc_project / "break_clean").touch()
-    state = te.train_eval(project_dir=str(dvc_project), return_state=True)
+    state = te.train_eval(project_dir=str(dvc_project), overrides=["clean.min_count=4"], return_state=True)
     assert state.is_failed()
     with pytest.raises(te.StageFailed, match="clean: broken input"):
         state.result()
     assert runs(dvc_project) == ["ingest", "clean"]  # no retries for clean, evaluate never started
+    assert (dvc_project / "params.yaml").read_text() == FAKE_PARAMS  # a failed run's override is gone too
+    (artifact,) = flow_artifacts(state)  # a failed run still writes its report
+    assert "| ingest | ran |" in artifact.data and "| clean | failed: dvc repro clean failed" in artifact.data
+
+
+def test_train_eval_does_not_retry_deterministic_errors(prefect_harness, dvc_project, monkeypatch):
+    monkeypatch.setattr(te, "RETRY_BACKOFF_S", 0.05)
+    (dvc_project / "fatal_ingest").touch()  # exits 2 (an OvcError): the same run would fail the same way
+    state = te.train_eval(project_dir=str(dvc_project), stages=["ingest"], return_state=True)
+    assert state.is_failed()
+    with pytest.raises(te.StageFailed) as info:
+        state.result()
+    assert info.value.retryable is False and "exited with 2" in str(info.value)
+    assert runs(dvc_project) == ["ingest"]  # ran once: no retry
+    (artifact,) = flow_artifacts(state)
+    rows = [ln for ln in artifact.data.splitlines() if ln.startswith("| ingest |")]
+    assert len(rows) == 1 and rows[0].endswith("| – |")  # the multi-line error stays in its row
+    assert "second line \\| with a pipe" in rows[0]
+
+
+def test_killed_run_overrides_are_undone_by_the_next_run(prefect_harness, dvc_project):
+    params = dvc_project / "params.yaml"
+    assert te.apply_run_overrides(params, ["clean.min_count=9"]) is True  # ... and the run dies here
+    assert "min_count: 9" in params.read_text()
+    result = te.train_eval(project_dir=str(dvc_project), stages=["ingest", "clean"])
+    assert params.read_text() == FAKE_PARAMS
+    assert "min_count: 2" in Path(result["effective_params"]).read_text()
 
 
 def test_train_eval_rejects_bad_parameters(prefect_harness, dvc_project):
@@ -425,3 +461,27 @@ def test_deployments_definitions(repo_root):
 
     (fast,) = build_deployments(repo_root, refresh_interval=5)[1].schedules
     assert fast.schedule.interval.total_seconds() == 5
+
+
+def test_vocab_refresh_with_nothing_new_writes_nothing_and_works_read_only(prefect_harness, registry):
+    from sqlalchemy import event
+
+    publish_fake(registry["engine"])
+    (registry["source"] / "retail.txt").write_text("red car\nblue bag\n")
+    refresh(registry)
+    # the same files against a read-only view of the registry: nothing to add, so nothing is written
+    ro = dict(registry, url=f"sqlite:///file:{registry['url'].removeprefix('sqlite:///')}?mode=ro&uri=true")
+    again = refresh(ro)
+    assert again["failed"] == {} and again["vocabularies"]["retail"]["added"] == 0
+    statements: list[str] = []
+    event.listen(registry["engine"], "before_cursor_execute", lambda *a: statements.append(a[2].split()[0].upper()))
+    from ovc.registry import add_labels
+
+    add_labels(registry["engine"], "retail", ["red car", "blue bag"], model_version="v1")
+    assert not {"INSERT", "UPDATE", "DELETE"} & set(statements)
+    # something new on the read-only registry: that vocabulary fails (not retried), with the reason
+    (registry["source"] / "retail.txt").write_text("red car\nblue bag\ngreen hat\n")
+    state = refresh(ro, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match="ReadOnlyRegistryError"):
+        state.result()

@@ -550,3 +550,34 @@ def test_concurrent_add_labels_no_duplicates_no_losses(engine, url):
         n_emb = conn.scalar(text("SELECT count(*) FROM label_embeddings e JOIN labels l ON l.id = e.label_id "
                                  "WHERE l.text LIKE 'item %'"))
     assert n_emb == len(union)
+
+
+def test_postgres_up_uses_a_password_not_trust(postgres_server_url):
+    """infra/postgres-up: scram-sha-256 with a generated password; no trust auth for local users."""
+    if os.environ.get("OVC_TEST_POSTGRES_URL"):
+        pytest.skip("an external PostgreSQL server is used; infra/postgres-up did not start it")
+    u = make_url(postgres_server_url)
+    assert u.password and len(u.password) >= 32
+    with create_engine(u).connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    no_password = make_url(f"{u.drivername}://{u.username}@{u.host}:{u.port}/{u.database}")
+    for bad in (no_password, u.set(password="wrong")):
+        with pytest.raises(Exception, match="password authentication failed|no password supplied"):
+            create_engine(bad).connect().close()
+
+
+def test_one_threshold_precedence_for_a_label_and_a_vocabulary(engine):
+    """get_threshold (one label) and label_thresholds (the classifier's, a whole vocabulary) agree."""
+    from ovc.infer.classifier import label_thresholds as classifier_thresholds
+
+    publish(engine, threshold=0.5)
+    store.set_threshold(engine, 0.6, vocab="train")
+    store.set_threshold(engine, 0.7, label="Red")
+    store.set_threshold(engine, 0.8, vocab="train", label="circle")
+    store.set_threshold(engine, 0.9, vocab="open_entities", label="crimson")
+    for vocab in ("train", "open_entities"):
+        labels, _, _ = store.load_embedding_matrix(engine, vocab)
+        one_by_one = [store.get_threshold(engine, vocab=vocab, label=t) for t in labels]
+        assert classifier_thresholds(engine, "latest", vocab, labels).tolist() == pytest.approx(one_by_one)
+    assert store.label_thresholds(engine, "latest", "train", ["circle", "moving left", "red"]).tolist() == \
+        pytest.approx([0.8, 0.6, 0.7])

@@ -264,3 +264,24 @@ def test_errors_share_one_base_class():
     for cls in (ConfigError, store.RegistryError, store.NotFoundError, store.ReadOnlyRegistryError):
         assert issubclass(cls, OvcError)
     assert store.RegistryBusyError("x").retryable and not ConfigError("x").retryable
+
+
+def test_retryable_errors_exit_75_deterministic_ones_exit_2(monkeypatch):
+    """`ovc stage` exit status tells train-eval whether a retry can help (flows/train_eval.py)."""
+    from ovc import pipeline
+
+    def busy(name, cfg):
+        raise store.RegistryBusyError("registry stayed locked by another writer\nsecond line")
+
+    monkeypatch.setattr(pipeline, "run_stage", busy)
+    res = CliRunner().invoke(app, ["stage", "publish"])
+    assert res.exit_code == 75 and res.stderr.count("\n") == 1 and "second line" in res.stderr
+
+    def missing(name, cfg):
+        from ovc.registry.publish import PublishError
+
+        raise PublishError("data/eval/metrics.json not found; run `ovc stage evaluate` first")
+
+    monkeypatch.setattr(pipeline, "run_stage", missing)
+    res = CliRunner().invoke(app, ["stage", "publish"])
+    assert res.exit_code == 2 and "metrics.json not found" in res.stderr

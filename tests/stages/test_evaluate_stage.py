@@ -72,6 +72,7 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
     assert (plots / "pr_curves_ours.png").stat().st_size > 0
     assert (plots / "f1_threshold_val_ours.csv").read_text().startswith("threshold,f1")
     assert json.loads((out / "summary.json").read_text())["calibrated_thresholds"]["ours"] == thr
+    assert "seconds" not in json.loads((out / "summary.json").read_text())  # DVC outs: no wall-clock
 
 
 def test_evaluate_needs_trained_weights(tiny_project):

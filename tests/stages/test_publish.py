@@ -36,7 +36,10 @@ def test_publish_registers_version_embeddings_and_threshold(published):
     [mv] = list_model_versions(engine)
     assert mv.checkpoint_digest == r["checkpoint_digest"] and mv.encoder_digest == r["encoder_digest"]
     assert mv.params["method"] == "ours" and mv.params["config"]["loss"]["tau"] == published.cfg.loss.tau
-    arts = mv.params["artifacts"]
+    assert mv.params["artifacts"]["dir"] == "registry_artifacts"  # stored relative to the registry file
+    from ovc.registry import get_model_version
+
+    arts = get_model_version(engine, "v1").params["artifacts"]  # resolved against the registry's location
     assert (Path(arts["dir"]) / arts["weights"]).is_file() and (Path(arts["dir"]) / arts["clip"]).is_dir()
     assert mv.metrics["calibrated_threshold"] == PUBLISH_THRESHOLD
 
@@ -63,6 +66,11 @@ def test_republish_same_is_noop_changed_metrics_new_version_reusing_embeddings(p
 
     again = run_stage("publish", cfg)
     assert again["model_version"] == "v1" and again["created"] is False and again["encoded"] == 0
+    # an evaluate-only param changed (DVC re-runs publish): identical inputs -> the existing version
+    eval_only = project_config(root, f"publish.artifacts_dir={published.root / 'registry_artifacts'}",
+                               "evaluate.plot_points=51", "evaluate.batch_size=8")
+    same = run_stage("publish", eval_only)
+    assert same["model_version"] == "v1" and same["created"] is False
 
     write_metrics(cfg, 0.55)  # re-evaluated: new threshold -> new version, same label encoder
     v2 = run_stage("publish", cfg)
@@ -130,10 +138,10 @@ def test_load_published_matches_stored_embeddings_and_embeds_videos(published, p
 
 def test_load_published_checks_weights_digest_and_missing_artifacts(published, tmp_path):
     from ovc.infer import DigestMismatchError, MissingArtifactError, load_published
-    from ovc.registry import list_model_versions, make_engine
+    from ovc.registry import get_model_version, make_engine
 
     engine = make_engine(published.url)
-    arts = list_model_versions(engine)[0].params["artifacts"]
+    arts = get_model_version(engine, "v1").params["artifacts"]
     engine.dispose()
     moved = tmp_path / "arts"
     shutil.copytree(arts["dir"], moved)
@@ -164,3 +172,24 @@ def test_publish_and_reload_ours_synth_through_the_one_method_registry(published
 
     for k, v in load_weights(run_dir(cfg, "ours_synth") / "final.safetensors").items():
         assert np.array_equal(stored[k].numpy(), v.numpy()), k
+def test_moved_project_loads_its_published_model(published, tmp_path):
+    """Artifacts are stored relative to the registry: copy a project, publish there, move it, load it."""
+    from ovc.infer import load_published
+    from ovc.pipeline import run_stage
+    from ovc.registry import get_model_version, make_engine
+
+    first = tmp_path / "first"
+    shutil.copytree(published.root, first)
+    engine = make_engine(f"sqlite:///{first / 'registry.db'}")
+    copied = get_model_version(engine, "v1").params["artifacts"]["dir"]
+    engine.dispose()
+    assert Path(copied) == (first / "registry_artifacts").resolve()  # the copy's artifacts, not the original's
+
+    write_metrics(project_config(first), 0.57)  # a new version, published inside the copy
+    assert run_stage("publish", project_config(first))["model_version"] == "v2"
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(first), moved)  # the publish-time path is gone
+    model = load_published("v2", f"sqlite:///{moved / 'registry.db'}", device="cpu")
+    assert Path(model.info.params["artifacts"]["dir"]) == (moved / "registry_artifacts").resolve()
+    assert model.encode_labels(["red car"]).shape == (1, model.embed_dim)
