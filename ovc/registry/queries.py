@@ -161,7 +161,7 @@ def list_labels(target: Target, vocab: str) -> list[LabelSpec]:
     return read_session(target, run)
 
 
-ARTIFACTS_KEY = "artifacts"  # params[...] of a model version: where its files are (see ovc.registry.publish)
+ARTIFACTS_KEY = "artifacts"  # params[...] of a model version: where its files are (see ovc.stages.publish)
 
 
 def resolve_artifacts(target: Target, info: ModelVersionInfo) -> ModelVersionInfo:

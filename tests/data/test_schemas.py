@@ -194,8 +194,8 @@ def test_stages_refuse_manifest_paths_outside_the_data_roots(tmp_path, stage):
     cfg = Config()
     cfg.paths.data = str(data)
     if stage == "evaluate":
-        from ovc.evaluate.stage import load_splits as run
+        from ovc.stages.evaluate import load_splits as run
     else:
-        from ovc.data.clean import clean as run
+        from ovc.stages.clean import clean as run
     with pytest.raises(ManifestSchemaError, match=r"1 video path\(s\) leave the data roots.*video_id='evil'"):
         run(cfg)

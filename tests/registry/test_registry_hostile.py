@@ -278,7 +278,7 @@ def test_retryable_errors_exit_75_deterministic_ones_exit_2(monkeypatch):
     assert res.exit_code == 75 and res.stderr.count("\n") == 1 and "second line" in res.stderr
 
     def missing(name, cfg):
-        from ovc.registry.publish import PublishError
+        from ovc.stages.publish import PublishError
 
         raise PublishError("data/eval/metrics.json not found; run `ovc stage evaluate` first")
 
