@@ -232,6 +232,7 @@ class ClassifyConfig:
     batch_size: int = 16  # videos per video-encoder call
     decode_workers: int = 2  # threads decoding videos ahead of the encoder (0 = decode inline, no overlap)
     device: str = "auto"  # torch device for inference: auto (CUDA if available) | cpu | cuda | cuda:N
+    label_cache_dir: str = ""  # memory-mapped label matrices per (model version, vocabulary version): "" = ~/.cache/ovc/label_matrix, "off" = none
 
 
 @dataclass

@@ -19,7 +19,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "label_encoder": ("ovc.bench.label_encoder:bench_label_encoder", "embed 1,000 labels batched vs per-label loop (ViT-B-32 text, MiniLM, 2 threads); speedup_vs_loop (goal >= 10)"),
     "classify_throughput": ("ovc.bench.infer:bench_classify_throughput", "classify 160 small clips end to end (decode threads ahead) vs encode-only on pre-decoded frames; ratio_vs_encode_only (goal >= 0.9)"),
     "feature_cache": ("ovc.bench.features:bench_feature_cache", "one training epoch from decoded frames vs from the cached CLIP trunk outputs; speedup (goal >= 3)"),
-    "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels (score_ms_100k, goal <= 5) and load them from SQLite (load_s_100k, goal <= 1)"),
+    "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels, int8 pruning + exact fp32 rescoring (score_ms_100k, goal <= 5) and load them via the memory-mapped cache (load_s_100k, goal <= 1)"),
 }
 
 
