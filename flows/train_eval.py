@@ -296,6 +296,19 @@ def write_report(project_dir: str, stage_results: list[dict[str, Any]], override
     }
 
 
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def promotion_gate(project_dir: str) -> dict[str, Any]:
+    """The published version becomes ``candidate``; ``production`` only if it beats it (``promote`` params)."""
+    from ovc.registry.aliases import gate_published
+
+    project = Path(project_dir)
+    cfg = load_config(project / "params.yaml")
+    cfg.paths.data = str(data_root(project))
+    result = gate_published(cfg)
+    get_run_logger().info("promotion gate: %s", result)
+    return result
+
+
 # --------------------------------------------------------------------------------------------------
 # Flow
 # --------------------------------------------------------------------------------------------------
@@ -319,7 +332,8 @@ def train_eval(
 
     Returns:
         ``{"project_dir", "overrides", "params_changed", "stages": [per-stage result], "metrics",
-        "results_md", "plots", "eval_dir", "artifact_id"}`` (persisted as JSON).
+        "results_md", "plots", "eval_dir", "artifact_id", "promotion"}`` (persisted as JSON; ``promotion``:
+        the gate's decision, see :func:`ovc.registry.aliases.gate`).
     """
     project = Path(project_dir).resolve() if project_dir else PROJECT_DIR
     applied = resolve_overrides(overrides, quick)
@@ -346,11 +360,13 @@ def train_eval(
         )
         results.append(stage_task(name, str(project), force))
     report = write_report(str(project), results, applied)
+    gate = promotion_gate(str(project)) if "publish" in order else {"skipped": "publish not run"}
     return {
         "project_dir": str(project),
         "overrides": applied,
         "params_changed": params["changed"],
         "stages": results,
+        "promotion": gate,
         **report,
     }
 

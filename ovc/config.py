@@ -242,6 +242,13 @@ class SegmentsConfig:
 
 
 @dataclass
+class PromoteConfig:
+    metric: str = "aupr_micro"  # validation metric (metrics[split][method][metric], higher is better) the promotion gate compares
+    split: str = "val"  # metrics.json split the gate reads
+    margin: float = 0.0  # train-eval promotes the new `candidate` to `production` only if it beats production by at least this
+
+
+@dataclass
 class EvaluateConfig:
     methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip"])  # methods evaluated (keys of metrics.json)
     splits: list[str] = field(default_factory=list)  # splits to evaluate; [] = val + every open_* split present
@@ -274,6 +281,7 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -168,7 +168,7 @@ class Classifier:
     @classmethod
     def from_registry(
         cls,
-        model_version: str = "latest",
+        model_version: str = "production",
         vocab: str = "train",
         registry_url: str | None = None,
         *,
@@ -184,7 +184,9 @@ class Classifier:
         """Load a published model version and one vocabulary's embeddings and thresholds.
 
         Args:
-            model_version: ``"latest"`` or a version name (resolved once: model and embeddings agree).
+            model_version: an alias (``"production"``: the promoted version, or the latest while none
+                is promoted; ``"candidate"``), ``"latest"`` or a version name (resolved once: model
+                and embeddings agree).
             vocab: registry vocabulary name.
             registry_url: SQLAlchemy URL (default: ``cfg.registry.url`` / ``$OVC_REGISTRY_URL`` /
                 ``sqlite:///<data>/registry.db``).
@@ -199,13 +201,14 @@ class Classifier:
         """
         from ovc.config import Config
         from ovc.infer.published import build_published, get_model_version
+        from ovc.registry.aliases import resolve_version
         from ovc.registry.db import open_registry
 
         cfg = cfg or Config()
         own = engine is None
         engine = engine if engine is not None else open_registry(cfg, url=registry_url or "")
         try:
-            info = get_model_version(engine, model_version)
+            info = get_model_version(engine, resolve_version(engine, model_version))
             if model is None:
                 model = build_published(info, device=device or cfg.classify.device, artifacts_dir=artifacts_dir)
             labels, kinds, matrix, vocab_version = _load_vocabulary(engine, vocab, info, model, refresh, cfg)

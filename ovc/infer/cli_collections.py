@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -55,3 +56,106 @@ def print_segments(
     _err(f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
          f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
     return 1 if bad and len(bad) == len(results) else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc registry promote | rollback
+# --------------------------------------------------------------------------------------------------
+def _open(registry: str, params: Optional[Path], set_: Optional[list[str]]):
+    from ovc.config import ConfigError, load_config
+    from ovc.registry.db import open_registry
+
+    try:
+        cfg = load_config(params, set_)
+    except ConfigError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    try:
+        return cfg, open_registry(cfg, url=registry)
+    except Exception as e:  # noqa: BLE001 - bad URL, unreachable server, failed migration
+        _err(f"error: cannot open the registry: {type(e).__name__}: {e}", "red")
+        raise typer.Exit(2) from None
+
+
+_RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
+_ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
+_SetOpt = typer.Option(None, "--set", "-S", help="override a param: section.field=value (repeatable)")
+
+
+def promote_cmd(
+    version: str = typer.Argument(..., help="model version name, or an alias such as 'candidate'"),
+    alias: str = typer.Option("production", "--alias", help="alias to move"),
+    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Point an alias (default production) at a version; recorded with both versions' figures."""
+    from ovc.registry.aliases import promote
+    from ovc.registry.store import RegistryError
+
+    cfg, engine = _open(registry, params, set_)
+    try:
+        out = promote(engine, version, alias, note=note or "by hand (ovc registry promote)",
+                      metric=cfg.promote.metric, split=cfg.promote.split)
+    except RegistryError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from'] or '-'} -> {out['to']}")
+
+
+def rollback_cmd(
+    alias: str = typer.Option("production", "--alias", help="alias to move back"),
+    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Point an alias back at the version its last promotion replaced."""
+    from ovc.registry.aliases import rollback
+    from ovc.registry.store import RegistryError
+
+    cfg, engine = _open(registry, params, set_)
+    try:
+        out = rollback(engine, alias, note=note or "by hand (ovc registry rollback)",
+                       metric=cfg.promote.metric, split=cfg.promote.split)
+    except RegistryError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from']} -> {out['to']} (rollback)")
+
+
+def aliases_cmd(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Aliases and the promotion history (with both versions' figures)."""
+    from ovc.registry.aliases import history, list_aliases
+
+    _, engine = _open(registry, params, set_)
+    try:
+        out = {"aliases": list_aliases(engine), "history": history(engine)}
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    for name, v in out["aliases"].items():
+        typer.echo(f"{name:12s} -> {v}")
+    for h in out["history"]:
+        typer.echo(f"  {h['at']}  {h['alias']:10s} {h['action']:9s} {h['from'] or '-'} -> {h['to'] or '-'}  {h['note'] or ''}")
+
+
+def mount(app: typer.Typer, registry_app: typer.Typer) -> None:
+    """Register this module's commands on the ``ovc`` app (called from :mod:`ovc.cli`)."""
+    registry_app.command("promote")(promote_cmd)
+    registry_app.command("rollback")(rollback_cmd)
+    registry_app.command("aliases")(aliases_cmd)
