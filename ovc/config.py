@@ -242,6 +242,15 @@ class SegmentsConfig:
 
 
 @dataclass
+class ServeConfig:
+    default_vocab: str = "train"  # vocabulary of POST /classify when the request names none
+    media_root: str = ""  # POST /classify `path` must resolve (symlinks too) under this folder; "" = paths disabled, uploads only
+    max_upload_mb: float = 64.0  # larger uploads get 413
+    max_duration_s: float = 600.0  # longer videos get 413 (decoding and windows cost grow with length)
+    vocab_check_s: float = 2.0  # how often a vocabulary's registry version is re-checked (a changed one is reloaded)
+
+
+@dataclass
 class PromoteConfig:
     metric: str = "aupr_micro"  # validation metric (metrics[split][method][metric], higher is better) the promotion gate compares
     split: str = "val"  # metrics.json split the gate reads
@@ -282,6 +291,7 @@ class Config:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

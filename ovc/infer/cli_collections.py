@@ -154,8 +154,52 @@ def aliases_cmd(
         typer.echo(f"  {h['at']}  {h['alias']:10s} {h['action']:9s} {h['from'] or '-'} -> {h['to'] or '-'}  {h['note'] or ''}")
 
 
+# --------------------------------------------------------------------------------------------------
+# ovc serve
+# --------------------------------------------------------------------------------------------------
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
+    media_root: Optional[str] = typer.Option(None, "--media-root", help="folder `path` requests may read (default serve.media_root)"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.serve.app)."""
+    import logging
+
+    import uvicorn
+
+    from ovc.infer.published import PublishedModelError
+    from ovc.registry.store import RegistryError
+    from ovc.serve.app import RequestError, build_state, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg, engine = _open(registry, params, set_)
+    engine.dispose()
+    if media_root is not None:
+        cfg.serve.media_root = media_root
+    try:
+        state = build_state(cfg, registry, model_version)
+    except (RegistryError, PublishedModelError) as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    try:
+        state.classifier(cfg.serve.default_vocab)  # load the default vocabulary before the first request
+    except RequestError as e:
+        _err(f"note: default vocabulary not loaded: {e.message}", "yellow")
+    _err(f"serving model version {state.model.name} on http://{host}:{port} "
+         f"(media root: {cfg.serve.media_root or 'none, uploads only'})")
+    try:
+        uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+    finally:
+        state.engine.dispose()
+
+
 def mount(app: typer.Typer, registry_app: typer.Typer) -> None:
     """Register this module's commands on the ``ovc`` app (called from :mod:`ovc.cli`)."""
+    app.command("serve")(serve_cmd)
     registry_app.command("promote")(promote_cmd)
     registry_app.command("rollback")(rollback_cmd)
     registry_app.command("aliases")(aliases_cmd)
