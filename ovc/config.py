@@ -242,6 +242,18 @@ class SegmentsConfig:
 
 
 @dataclass
+class PredictConfig:
+    partition_size: int = 64  # videos per output parquet partition (the unit a re-run skips and a killed run loses)
+    workers: int = 2  # embedding actors (each loads the model once; one GPU each when GPUs exist)
+    decode_tasks: int = 2  # concurrent CPU decode tasks
+    decode_batch_size: int = 4  # videos per decode task call
+    batch_size: int = 16  # clips per embedding call in an actor
+    torch_threads: int = 1  # torch threads per actor (actors x threads <= cores)
+    num_cpus: int = 0  # CPUs of the local Ray started when RAY_ADDRESS is unset (0 = every core)
+    use_gpu: bool = True  # GPU actors when the cluster has GPUs
+
+
+@dataclass
 class ServeConfig:
     default_vocab: str = "train"  # vocabulary of POST /classify when the request names none
     media_root: str = ""  # POST /classify `path` must resolve (symlinks too) under this folder; "" = paths disabled, uploads only
@@ -292,6 +304,7 @@ class Config:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -197,9 +197,65 @@ def serve_cmd(
         state.engine.dispose()
 
 
+# --------------------------------------------------------------------------------------------------
+# ovc predict
+# --------------------------------------------------------------------------------------------------
+def predict_cmd(
+    source: str = typer.Argument(..., help="a manifest (.parquet/.csv with `path`, .txt one a line), a directory or a glob"),
+    vocab: str = typer.Option(..., "--vocab", help="registry vocabulary to classify against"),
+    out: Path = typer.Option(..., "--out", help="output folder: predictions/ and errors/ parquet partitions"),
+    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
+    threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none' (with --top-k)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="at most K labels per video (or window)"),
+    segments: bool = typer.Option(False, "--segments", help="sliding windows -> label intervals (start, end columns)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="embedding actors (default predict.workers)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
+    as_json: bool = typer.Option(False, "--json", help="the run summary as JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Classify a whole collection on Ray Data into partitioned parquet (resumable; see ovc.infer.predict)."""
+    import logging
+
+    from ovc.infer.predict import PredictError, predict
+    from ovc.infer.published import PublishedModelError
+    from ovc.registry.store import RegistryError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    thr: Any = threshold.strip().lower()
+    if thr in ("none", "off"):
+        thr = None
+        if top_k is None:
+            _err("error: --threshold none needs --top-k", "red")
+            raise typer.Exit(2)
+    elif thr != "calibrated":
+        try:
+            thr = float(thr)
+        except ValueError:
+            _err(f"error: --threshold must be 'calibrated', 'none' or a number in [0, 1], got {threshold!r}", "red")
+            raise typer.Exit(2) from None
+    cfg, engine = _open(registry, params, set_)
+    engine.dispose()
+    try:
+        summary = predict(source, vocab, out, cfg=cfg, registry_url=registry, model_version=model_version, threshold=thr,
+                          top_k=top_k, segments=segments, workers=workers, progress=progress)
+    except (PredictError, RegistryError, PublishedModelError) as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(f"run {summary.run_id}: {summary.classified} classified, {summary.errors} unreadable of {summary.videos} videos; "
+                   f"{summary.partitions_written} partition(s) written, {summary.partitions_skipped} already done -> {summary.out}")
+    if summary.errors:
+        _err(f"  {summary.errors} unreadable video(s): see {summary.out}/errors/", "yellow")
+
+
 def mount(app: typer.Typer, registry_app: typer.Typer) -> None:
     """Register this module's commands on the ``ovc`` app (called from :mod:`ovc.cli`)."""
     app.command("serve")(serve_cmd)
+    app.command("predict")(predict_cmd)
     registry_app.command("promote")(promote_cmd)
     registry_app.command("rollback")(rollback_cmd)
     registry_app.command("aliases")(aliases_cmd)
