@@ -20,6 +20,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "classify_throughput": ("ovc.bench.infer:bench_classify_throughput", "classify 160 small clips end to end (decode threads ahead) vs encode-only on pre-decoded frames; ratio_vs_encode_only (goal >= 0.9)"),
     "feature_cache": ("ovc.bench.features:bench_feature_cache", "one training epoch from decoded frames vs from the cached CLIP trunk outputs; speedup (goal >= 3)"),
     "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels, int8 pruning + exact fp32 rescoring (score_ms_100k, goal <= 5) and load them via the memory-mapped cache (load_s_100k, goal <= 1)"),
+    "predict": ("ovc.bench.infer:bench_predict", "clips/s of the single-process classifier vs ovc predict on Ray Data with 1 and 2 actors, same 200 clips; share of time in decode/encode/score"),
 }
 
 

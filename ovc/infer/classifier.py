@@ -131,7 +131,7 @@ class Classifier:
         model: PublishedModel,
         vocab: str,
         labels: Sequence[str],
-        matrix: np.ndarray,
+        matrix: np.ndarray | LabelMatrix,
         kinds: Sequence[str | None] | None = None,
         thresholds: np.ndarray | float | None = None,
         *,
@@ -140,8 +140,6 @@ class Classifier:
         window_s: float = 2.0,
         stride_s: float = 1.0,
     ):
-        import torch
-
         scorer = matrix if isinstance(matrix, LabelMatrix) else LabelMatrix.build(np.asarray(matrix, dtype=np.float32))
         if scorer.shape[0] != len(labels):
             raise ValueError(f"matrix must be (len(labels)={len(labels)}, D), got {scorer.shape}")

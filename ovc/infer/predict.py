@@ -148,13 +148,14 @@ def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: 
     from ovc.infer.segments import video_timing, window_frame_indices, window_starts
 
     f, size = reader["num_frames"], reader["image_size"]
-    out: dict[str, list[Any]] = {k: [] for k in ("partition", "video", "n_clips", "start", "end", "frames", "error")}
+    out: dict[str, list[Any]] = {k: [] for k in ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")}
 
     def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str) -> None:
-        for k, v in zip(out, (part, video, n, start, end, frames, error)):
+        for k, v in zip(out, (part, video, n, start, end, frames, error, (time.perf_counter() - t0) / n)):
             out[k].append(v)
 
     for part, video in zip(batch["partition"].tolist(), batch["video"].tolist()):
+        t0 = time.perf_counter()
         try:
             if segments:
                 timing = video_timing(video)
@@ -176,26 +177,29 @@ def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: 
 # --------------------------------------------------------------------------------------------------
 # Stage 2: embed + score (actors: one model load each)
 # --------------------------------------------------------------------------------------------------
+def registry_classifier(registry_url: str, model_version: str, vocab: str, device: str, label_cache_dir: str) -> Any:
+    """The Classifier of a registry model version and vocabulary (what each predict actor loads)."""
+    from ovc.config import Config
+    from ovc.infer.classifier import Classifier
+
+    cfg = Config()
+    cfg.classify.device = device
+    cfg.classify.label_cache_dir = label_cache_dir
+    return Classifier.from_registry(model_version, vocab, registry_url=registry_url, cfg=cfg, refresh=False)
+
+
 class EmbedScore:
-    """Ray Data callable class: loads the model and the vocabulary once per actor.
+    """Ray Data callable class: ``loader()`` (the model and the vocabulary) runs once per actor.
 
     Per clip it returns the labels passing the threshold as parallel lists (``labels``, ``scores``).
     """
 
-    def __init__(self, registry_url: str, model_version: str, vocab: str, threshold: Any, top_k: int | None,
-                 device: str, cfg_overrides: dict[str, Any]):
+    def __init__(self, loader: Any, threshold: Any, top_k: int | None, torch_threads: int = 1):
         import torch
 
-        from ovc.config import Config
-        from ovc.infer.classifier import Classifier
-
-        torch.set_num_threads(max(1, int(cfg_overrides.get("torch_threads", 1))))
-        cfg = Config()
-        cfg.classify.device = device
-        cfg.classify.label_cache_dir = cfg_overrides.get("label_cache_dir", "")
-        self.clf = Classifier.from_registry(model_version, vocab, registry_url=registry_url, cfg=cfg, refresh=False)
+        torch.set_num_threads(max(1, int(torch_threads)))
+        self.clf = loader()  # once per actor: the model and the vocabulary's label matrix
         self.threshold, self.top_k = threshold, top_k
-        self.encode_s = self.score_s = 0.0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -215,7 +219,7 @@ class EmbedScore:
                 scores[i] = [x["score"] for x in r]
         else:
             t1 = t2 = t0
-        out = {k: batch[k] for k in ("partition", "video", "n_clips", "start", "end", "error")}
+        out = {k: batch[k] for k in ("partition", "video", "n_clips", "start", "end", "error", "decode_s")}
         # one JSON string per clip: robust through Arrow blocks whatever the number of labels
         out["labels"] = np.array([json.dumps(list(zip(lab, sc))) for lab, sc in zip(labels, scores)])
         out["encode_s"] = np.full(n, (t1 - t0) / n)
@@ -383,17 +387,34 @@ def predict(
 
 def _run_ray(todo: list[Partition], summary: PredictSummary, out: Path, cfg: Config, url: str, info: Any, vocab: str,
              threshold: Any, top_k: int | None, segments: bool, workers: int, progress: bool, tqdm: Any) -> None:
+    import functools
+
     import ray
 
     from ovc.infer.published import config_from_params
 
     pc = cfg.predict
     init_ray(pc.num_cpus, min_cpus=workers + pc.decode_tasks)
-    model_cfg = config_from_params((info.params or {}).get("config", {}))
-    r = model_cfg.reader
-    reader = {"num_frames": r.num_frames, "image_size": r.image_size, "max_pixels": r.max_pixels}
     gpus = ray.cluster_resources().get("GPU", 0) if pc.use_gpu else 0
-    device = "cuda" if gpus else "cpu"
+    loader = functools.partial(registry_classifier, url, info.name, vocab, "cuda" if gpus else "cpu", cfg.classify.label_cache_dir)
+    r = config_from_params((info.params or {}).get("config", {})).reader  # decode like the model was evaluated
+    reader = {"num_frames": r.num_frames, "image_size": r.image_size, "max_pixels": r.max_pixels}
+    counts = run_collection(todo, out, loader, reader, cfg, threshold=threshold, top_k=top_k, segments=segments,
+                            workers=workers, gpus=bool(gpus), progress=progress, tqdm=tqdm)
+    for k in ("partitions_written", "classified", "errors", "rows"):
+        setattr(summary, k, counts[k])
+    summary.timings = counts["timings"]
+
+
+def run_collection(todo: list[Partition], out: Path | None, loader: Any, reader: dict[str, Any], cfg: Config, *,
+                   threshold: Any, top_k: int | None, segments: bool, workers: int, gpus: bool = False,
+                   progress: bool = False, tqdm: Any = None) -> dict[str, Any]:
+    """The Ray Data pipeline over ``todo`` partitions (Ray already initialised); writes each partition
+    to ``out`` as it completes (``out=None``: nothing written, for benchmarks). Returns counts and the
+    summed per-clip task seconds ``timings`` {decode_s, encode_s, score_s}."""
+    import ray
+
+    pc = cfg.predict
     items = [{"partition": p.index, "video": v} for p in todo for v in p.videos]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), len(todo) * 4)))
     ds = ds.map_batches(
@@ -403,23 +424,24 @@ def _run_ray(todo: list[Partition], summary: PredictSummary, out: Path, cfg: Con
     )
     ds = ds.map_batches(
         EmbedScore, batch_size=pc.batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_kwargs={"registry_url": url, "model_version": info.name, "vocab": vocab, "threshold": threshold,
-                               "top_k": top_k, "device": device,
-                               "cfg_overrides": {"torch_threads": pc.torch_threads, "label_cache_dir": cfg.classify.label_cache_dir}},
+        fn_constructor_kwargs={"loader": loader, "threshold": threshold, "top_k": top_k, "torch_threads": pc.torch_threads},
         num_gpus=1 if gpus else 0, num_cpus=1,
     )
     by_index = {p.index: p for p in todo}
     pending: dict[int, list[dict[str, Any]]] = {p.index: [] for p in todo}
     clips_left: dict[tuple[int, str], int] = {}
     videos_left = {p.index: len(p.videos) for p in todo}
-    timings = {"encode_s": 0.0, "score_s": 0.0}
-    bar = tqdm(total=len(todo), desc="predict", unit="partition", disable=not progress, leave=False)
+    counts: dict[str, Any] = {"partitions_written": 0, "classified": 0, "errors": 0, "rows": 0}
+    timings = {"decode_s": 0.0, "encode_s": 0.0, "score_s": 0.0}
+    bar = tqdm(total=len(todo), desc="predict", unit="partition", disable=not progress, leave=False) if tqdm else None
+    t0 = time.perf_counter()
     try:
         for row in _iter_rows(ds):
+            counts.setdefault("first_row_s", round(time.perf_counter() - t0, 2))  # pipeline + actors' model load
             part, video = int(row["partition"]), str(row["video"])
             pending[part].append(row)
-            timings["encode_s"] += float(row["encode_s"])
-            timings["score_s"] += float(row["score_s"])
+            for k in timings:
+                timings[k] += float(row[k])
             key = (part, video)
             clips_left.setdefault(key, int(row["n_clips"]))
             clips_left[key] -= 1
@@ -427,15 +449,23 @@ def _run_ray(todo: list[Partition], summary: PredictSummary, out: Path, cfg: Con
                 del clips_left[key]
                 videos_left[part] -= 1
                 if videos_left[part] == 0:
-                    ok, bad, n = write_partition(out, by_index[part], pending.pop(part), segments, cfg.segments.window_s)
-                    summary.partitions_written += 1
-                    summary.classified += ok
-                    summary.errors += bad
-                    summary.rows += n
-                    bar.update(1)
+                    rows = pending.pop(part)
+                    if out is None:
+                        bad = len({r["video"] for r in rows if r["error"]})
+                        ok, n = len(by_index[part].videos) - bad, 0
+                    else:
+                        ok, bad, n = write_partition(out, by_index[part], rows, segments, cfg.segments.window_s)
+                    counts["partitions_written"] += 1
+                    counts["classified"] += ok
+                    counts["errors"] += bad
+                    counts["rows"] += n
+                    if bar is not None:
+                        bar.update(1)
     finally:
-        bar.close()
-    summary.timings = {k: round(v, 3) for k, v in timings.items()}
+        if bar is not None:
+            bar.close()
+    counts["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    return counts
 
 
 def _iter_rows(ds: Any) -> Iterator[dict[str, Any]]:
