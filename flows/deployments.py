@@ -1,4 +1,5 @@
-"""Deployments of the ovc flows, defined in code: ``train-eval/default`` and ``vocab-refresh/hourly``.
+"""Deployments of the ovc flows, defined in code: ``train-eval/default``, ``vocab-refresh/hourly`` and
+``classify-collection/on-demand``.
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     python flows/deployments.py                          # work pool "ovc-local" (process), created if missing
@@ -15,6 +16,10 @@ infra/README.md (same entrypoints, code from an image or a git pull step instead
 * ``vocab-refresh/hourly``: cron ``0 * * * *`` (UTC); ``--refresh-interval SECONDS`` replaces the
   cron with a short interval (tests, demos). Overlapping runs are safe (the registry is concurrency
   safe), so no concurrency limit.
+* ``classify-collection/on-demand``: ``ovc predict`` on Ray Data; required parameters ``source``,
+  ``vocab``, ``output`` (``prefect deployment run classify-collection/on-demand -p source=... -p
+  vocab=train -p output=runs/preds``); resumable, so overlapping or retried runs only redo missing
+  partitions.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 WORK_POOL = "ovc-local"
 TRAIN_EVAL = ("train-eval", "default", "flows/train_eval.py:train_eval")
 VOCAB_REFRESH = ("vocab-refresh", "hourly", "flows/vocab_refresh.py:vocab_refresh")
+CLASSIFY_COLLECTION = ("classify-collection", "on-demand", "flows/classify_collection.py:classify_collection")
 REFRESH_CRON = "0 * * * *"  # hourly, on the hour (UTC)
 # environment of every flow-run process: offline hub (the offline default needs no downloads; set
 # HF_HUB_OFFLINE=0 in a job variable to allow them) and telemetry off
@@ -82,7 +88,7 @@ def build_deployments(
     train_parameters: Optional[dict[str, Any]] = None,
     env: Optional[dict[str, str]] = None,
 ) -> list[Any]:
-    """The two RunnerDeployments, their flows loaded from ``project_dir``.
+    """The three RunnerDeployments, their flows loaded from ``project_dir``.
 
     Args:
         project_dir: the project the worker runs the flows in (its ``flows/`` files, DVC project,
@@ -121,8 +127,15 @@ def build_deployments(
         tags=["ovc", "registry"],
         description="Embed new/changed labels of vocabularies/<vocab>.txt into the registry with the latest model.",
     )
-    assert train_eval.flow_name == te_flow and vocab_refresh.flow_name == vr_flow
-    return [train_eval, vocab_refresh]
+    cc_flow, cc_name, cc_entry = CLASSIFY_COLLECTION
+    classify_collection = Flow.from_source(source=str(project_dir), entrypoint=cc_entry).to_deployment(
+        name=cc_name,
+        job_variables=job_variables,
+        tags=["ovc", "inference"],
+        description="ovc predict on Ray Data: classify a collection (source, vocab, output) into parquet; resumable.",
+    )
+    assert train_eval.flow_name == te_flow and vocab_refresh.flow_name == vr_flow and classify_collection.flow_name == cc_flow
+    return [train_eval, vocab_refresh, classify_collection]
 
 
 def register(

@@ -395,6 +395,19 @@ def write_report(
     }
 
 
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def promotion_gate(project_dir: str) -> dict[str, Any]:
+    """The published version becomes ``candidate``; ``production`` only if it beats it (``promote`` params)."""
+    from ovc.registry.aliases import gate_published
+
+    project = Path(project_dir)
+    cfg = load_config(project / "params.yaml")
+    cfg.paths.data = str(data_root(project))
+    result = gate_published(cfg)
+    get_run_logger().info("promotion gate: %s", result)
+    return result
+
+
 # --------------------------------------------------------------------------------------------------
 # Flow
 # --------------------------------------------------------------------------------------------------
@@ -418,7 +431,8 @@ def train_eval(
 
     Returns:
         ``{"project_dir", "overrides", "params_changed", "effective_params", "stages": [per-stage result], "metrics",
-        "results_md", "plots", "eval_dir", "artifact_id"}`` (persisted as JSON).
+        "results_md", "plots", "eval_dir", "artifact_id", "promotion"}`` (persisted as JSON; ``promotion``:
+        the gate's decision, see :func:`ovc.registry.aliases.gate`).
     """
     project = Path(project_dir).resolve() if project_dir else PROJECT_DIR
     applied = resolve_overrides(overrides, quick)
@@ -462,12 +476,14 @@ def train_eval(
     report = write_report(str(project), results, applied, params["effective_params"])  # failed runs too
     if failure is not None:
         raise failure
+    gate = promotion_gate(str(project)) if "publish" in order else {"skipped": "publish not run"}
     return {
         "project_dir": str(project),
         "overrides": applied,
         "params_changed": params["changed"],
         "effective_params": params["effective_params"],
         "stages": results,
+        "promotion": gate,
         **report,
     }
 

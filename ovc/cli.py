@@ -129,6 +129,9 @@ from ovc.infer.cli_commands import classify_cmd, registry_app, vocab_app  # noqa
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(registry_app, name="registry")
 app.command("classify")(classify_cmd)
+from ovc.infer.cli_collections import mount as _mount_collections  # noqa: E402
+
+_mount_collections(app, registry_app)  # ovc serve, ovc predict, ovc registry promote|rollback
 
 
 def main() -> None:  # pragma: no cover

@@ -256,12 +256,41 @@ class ClassifyConfig:
     batch_size: int = 16  # videos per video-encoder call
     decode_workers: int = 2  # threads decoding videos ahead of the encoder (0 = decode inline, no overlap)
     device: str = "auto"  # torch device for inference: auto (CUDA if available) | cpu | cuda | cuda:N
+    label_cache_dir: str = ""  # memory-mapped label matrices per (model version, vocabulary version): "" = ~/.cache/ovc/label_matrix, "off" = none
 
 
 @dataclass
 class SegmentsConfig:
     window_s: float = 2.0  # sliding-window length in seconds for `classify --segments` / predict (2 s = one synthetic-world clip)
     stride_s: float = 1.0  # step between window starts in seconds (< window_s: windows overlap, intervals are finer)
+
+
+@dataclass
+class PredictConfig:
+    partition_size: int = 64  # videos per output parquet partition (the unit a re-run skips and a killed run loses)
+    workers: int = 2  # embedding actors (each loads the model once; one GPU each when GPUs exist)
+    decode_tasks: int = 2  # concurrent CPU decode tasks
+    decode_batch_size: int = 4  # videos per decode task call
+    batch_size: int = 16  # clips per embedding call in an actor
+    torch_threads: int = 1  # torch threads per actor (actors x threads <= cores)
+    num_cpus: int = 0  # CPUs of the local Ray started when RAY_ADDRESS is unset (0 = every core)
+    use_gpu: bool = True  # GPU actors when the cluster has GPUs
+
+
+@dataclass
+class ServeConfig:
+    default_vocab: str = "train"  # vocabulary of POST /classify when the request names none
+    media_root: str = ""  # POST /classify `path` must resolve (symlinks too) under this folder; "" = paths disabled, uploads only
+    max_upload_mb: float = 64.0  # larger uploads get 413
+    max_duration_s: float = 600.0  # longer videos get 413 (decoding and windows cost grow with length)
+    vocab_check_s: float = 2.0  # how often a vocabulary's registry version is re-checked (a changed one is reloaded)
+
+
+@dataclass
+class PromoteConfig:
+    metric: str = "aupr_micro"  # validation metric (metrics[split][method][metric], higher is better) the promotion gate compares
+    split: str = "val"  # metrics.json split the gate reads
+    margin: float = 0.0  # train-eval promotes the new `candidate` to `production` only if it beats production by at least this
 
 
 @dataclass
@@ -299,6 +328,9 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -94,3 +94,17 @@ def published_model(published):
     from ovc.infer import load_published
 
     return load_published("v1", published.url, device="cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _label_cache_in_tmp(tmp_path_factory):
+    """The label-matrix cache (default ``$XDG_CACHE_HOME/ovc/label_matrix``) goes to a temp dir, not ~/.cache."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from ovc.infer.label_matrix import LabelMatrix
 from ovc.infer.published import PublishedModel
 from ovc.infer.segments import SegmentResult
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from ovc.config import Config
+    from ovc.registry.store import ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,8 @@ class Classifier:
         model: the published model (video encoder, τ).
         vocab: vocabulary name (for messages).
         labels: the vocabulary's normalised label texts, row order of ``matrix``.
-        matrix: (L, D) float32 label embeddings f_t(ℓ).
+        matrix: (L, D) float32 label embeddings f_t(ℓ), or a :class:`LabelMatrix` (e.g. memory-mapped
+            from the cache); vocabularies of >= 4096 labels get an int8 pruning copy.
         kinds: per label ``entity`` | ``action`` | None.
         thresholds: calibrated thresholds, per label (L,) or one float; None = 0.5.
         batch_size: videos per encoder call (windows per call in :meth:`classify_segments`).
@@ -95,7 +98,7 @@ class Classifier:
         model: PublishedModel,
         vocab: str,
         labels: Sequence[str],
-        matrix: np.ndarray,
+        matrix: np.ndarray | LabelMatrix,
         kinds: Sequence[str | None] | None = None,
         thresholds: np.ndarray | float | None = None,
         *,
@@ -104,19 +107,19 @@ class Classifier:
         window_s: float = 2.0,
         stride_s: float = 1.0,
     ):
-        import torch
-
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != len(labels):
-            raise ValueError(f"matrix must be (len(labels)={len(labels)}, D), got {matrix.shape}")
-        if len(labels) and matrix.shape[1] != model.embed_dim:
-            raise ValueError(f"label embeddings have dim {matrix.shape[1]}, the model's videos {model.embed_dim}")
+        scorer = matrix if isinstance(matrix, LabelMatrix) else LabelMatrix.build(np.asarray(matrix, dtype=np.float32))
+        if scorer.shape[0] != len(labels):
+            raise ValueError(f"matrix must be (len(labels)={len(labels)}, D), got {scorer.shape}")
+        if len(labels) and scorer.shape[1] != model.embed_dim:
+            raise ValueError(f"label embeddings have dim {scorer.shape[1]}, the model's videos {model.embed_dim}")
         self.model = model
         self.vocab = vocab
         self.labels = list(labels)
         self.kinds = list(kinds) if kinds is not None else [None] * len(self.labels)
-        # (L, D) on the model's device (CPU: shares memory with the loaded buffer)
-        self.label_matrix = torch.from_numpy(matrix).to(getattr(model, "device", "cpu"))
+        # int8 pruning + exact fp32 rescoring for large vocabularies on CPU (ovc.infer.label_matrix)
+        self.scorer = scorer
+        self._dense: torch.Tensor | None = None
+        self.vocab_version: str | None = None  # set by from_registry
         if thresholds is None:
             thresholds = DEFAULT_THRESHOLD
         self.calibrated = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (len(self.labels),))
@@ -130,7 +133,7 @@ class Classifier:
     @classmethod
     def from_registry(
         cls,
-        model_version: str = "latest",
+        model_version: str = "production",
         vocab: str = "train",
         registry_url: str | None = None,
         *,
@@ -146,7 +149,9 @@ class Classifier:
         """Load a published model version and one vocabulary's embeddings and thresholds.
 
         Args:
-            model_version: ``"latest"`` or a version name (resolved once: model and embeddings agree).
+            model_version: an alias (``"production"``: the promoted version, or the latest while none
+                is promoted; ``"candidate"``), ``"latest"`` or a version name (resolved once: model
+                and embeddings agree).
             vocab: registry vocabulary name.
             registry_url: SQLAlchemy URL (default: ``cfg.registry.url`` / ``$OVC_REGISTRY_URL`` /
                 ``sqlite:///<data>/registry.db``).
@@ -161,16 +166,17 @@ class Classifier:
         """
         from ovc.config import Config
         from ovc.infer.published import build_published, get_model_version
+        from ovc.registry.aliases import resolve_version
         from ovc.registry.db import open_registry
 
         cfg = cfg or Config()
         own = engine is None
         engine = engine if engine is not None else open_registry(cfg, url=registry_url or "")
         try:
-            info = get_model_version(engine, model_version)
+            info = get_model_version(engine, resolve_version(engine, model_version))
             if model is None:
                 model = build_published(info, device=device or cfg.classify.device, artifacts_dir=artifacts_dir)
-            labels, matrix, kinds = _load_vocabulary(engine, vocab, info.name, model, refresh, cfg)
+            labels, kinds, matrix, vocab_version = _load_vocabulary(engine, vocab, info, model, refresh, cfg)
             thresholds = label_thresholds(engine, info.name, vocab, labels)
         finally:
             if own:
@@ -179,14 +185,27 @@ class Classifier:
             log.warning("model version %s has no calibrated threshold; using %.2f", info.name, DEFAULT_THRESHOLD)
         if not labels:
             log.warning("vocabulary %r is empty: every video gets no label", vocab)
-        return cls(
+        clf = cls(
             model, vocab, labels, matrix, kinds, thresholds,
             batch_size=batch_size or cfg.classify.batch_size,
             decode_workers=cfg.classify.decode_workers if decode_workers is None else decode_workers,
             window_s=cfg.segments.window_s, stride_s=cfg.segments.stride_s,
         )
+        clf.vocab_version = vocab_version
+        return clf
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def label_matrix(self) -> torch.Tensor:
+        """(L, D) float32 on the model's device (made on first use: a cached matrix stays on disk till then)."""
+        import torch
+
+        if self._dense is None:
+            m = self.scorer.matrix
+            m = m if isinstance(m, np.ndarray) and m.flags.writeable and m.dtype == np.float32 else np.array(m, dtype=np.float32)
+            self._dense = torch.from_numpy(np.ascontiguousarray(m)).to(getattr(self.model, "device", "cpu"))
+        return self._dense
+
     def logits(self, video_embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
         """s = ⟨f_v, f_t(ℓ)⟩ for every (video, label), on the matrix's device: (B, D) -> (B, L)."""
         import torch
@@ -228,7 +247,7 @@ class Classifier:
         if cached is None:
             t = np.clip(thr.astype(np.float64), 1e-12, 1 - 1e-7)
             s_thr = self.model.tau * (np.log(t) - np.log1p(-t)) - 1e-4
-            cached = torch.from_numpy(s_thr.astype(np.float32)).to(self.label_matrix.device)
+            cached = torch.from_numpy(s_thr.astype(np.float32)).to(getattr(self.model, "device", "cpu"))
             if len(self._logit_cache) >= 8:
                 self._logit_cache.clear()
             self._logit_cache[key] = cached
@@ -248,10 +267,17 @@ class Classifier:
             return [[] for _ in range(n_rows)]
         if thr is None:
             k = n_labels if top_k is None else min(top_k, n_labels)
-            vals, cols = torch.topk(logits, k, dim=1)  # (B, k), sorted descending
-            probs = torch.sigmoid(vals / self.model.tau).cpu().numpy()
-            cols_np = cols.cpu().numpy()
-            return [self._rows(cols_np[b], probs[b]) for b in range(n_rows)]
+            kth = torch.topk(logits, k, dim=1).values[:, -1:]  # (B, 1): the k-th best logit
+            out_rows = []
+            for b in range(n_rows):
+                # every label tied at the k-th value, then best first, ties by label index: deterministic
+                cand = torch.nonzero(logits[b] >= kth[b]).squeeze(1)
+                vals = logits[b, cand].cpu().numpy()
+                cand_np = cand.cpu().numpy()
+                order = np.lexsort((cand_np, -vals))[:k]
+                probs = torch.sigmoid(torch.from_numpy(vals[order]) / self.model.tau).numpy()
+                out_rows.append(self._rows(cand_np[order], probs))
+            return out_rows
         rows, cols = (logits >= self._logit_thresholds(thr)).nonzero(as_tuple=True)  # candidates
         probs = torch.sigmoid(logits[rows, cols] / self.model.tau).cpu().numpy()
         rows_np, cols_np = rows.cpu().numpy(), cols.cpu().numpy()
@@ -273,8 +299,47 @@ class Classifier:
     def classify_embeddings(
         self, video_embeddings: np.ndarray | torch.Tensor, top_k: int | None = None, threshold: ThresholdArg = "calibrated"
     ) -> list[list[dict[str, Any]]]:
-        """Labels per video embedding row: one (B, D) x (D, L) product, then :meth:`select_batch`."""
-        return self.select_batch(self.logits(video_embeddings), top_k, threshold)
+        """Labels per video embedding row.
+
+        Small vocabularies (or a GPU model): one (B, D) x (D, L) product, then :meth:`select_batch`.
+        Large ones on CPU: the int8 copy bounds every score, only the labels that can pass (or be in
+        the top k) are rescored exactly in fp32 — the same decisions, a quarter of the bytes read.
+        """
+        if not self.scorer.quantized or getattr(self.model, "device", "cpu") != "cpu":
+            return self.select_batch(self.logits(video_embeddings), top_k, threshold)
+        return self._select_pruned(video_embeddings, top_k, threshold)
+
+    def _select_pruned(
+        self, video_embeddings: np.ndarray | torch.Tensor, top_k: int | None, threshold: ThresholdArg
+    ) -> list[list[dict[str, Any]]]:
+        """:meth:`select_batch`'s decisions from :meth:`LabelMatrix.candidates` (exact scores of candidates)."""
+        import torch
+
+        if top_k is not None and top_k < 0:
+            raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+        thr = self._thresholds(threshold)
+        v = np.asarray(torch.as_tensor(video_embeddings, dtype=torch.float32).cpu(), dtype=np.float32)
+        if v.ndim == 1:
+            v = v[None, :]  # (D,) -> (1, D)
+        n_rows = v.shape[0]
+        if not self.labels or top_k == 0:
+            return [[] for _ in range(n_rows)]
+        s_thr = None if thr is None else self._logit_thresholds(thr).cpu().numpy()
+        c = self.scorer.candidates(v, s_thr, top_k)
+        probs = torch.sigmoid(torch.from_numpy(c.logits) / self.model.tau).numpy()
+        rows, cols, logits = c.rows, c.cols, c.logits
+        if thr is not None:
+            keep = (logits >= s_thr[cols]) & (probs >= thr[cols])  # as select_batch: logit pre-test, exact p test
+            rows, cols, logits, probs = rows[keep], cols[keep], logits[keep], probs[keep]
+        out: list[list[dict[str, Any]]] = []
+        for b in range(n_rows):
+            sel = rows == b
+            c_b, p_b, s_b = cols[sel], probs[sel], logits[sel]
+            order = np.lexsort((c_b, -s_b)) if thr is None else np.argsort(-p_b, kind="stable")
+            if top_k is not None:
+                order = order[:top_k]
+            out.append(self._rows(c_b[order], p_b[order]))
+        return out
 
     # ------------------------------------------------------------------ videos
     def classify(
@@ -385,20 +450,26 @@ class Classifier:
 
 
 def _load_vocabulary(
-    engine: Engine, vocab: str, model_version: str, model: PublishedModel, refresh: bool, cfg: Config
-) -> tuple[list[str], np.ndarray, list[str | None]]:
-    """(labels, matrix, kinds) of a vocabulary; embeds labels missing for the version if ``refresh``."""
-    from ovc.registry.store import NotFoundError, add_labels, list_labels, load_embedding_matrix
+    engine: Engine, vocab: str, info: ModelVersionInfo, model: PublishedModel, refresh: bool, cfg: Config
+) -> tuple[list[str], list[str | None], LabelMatrix, str]:
+    """(labels, kinds, LabelMatrix, vocabulary version); embeds labels missing for the version if ``refresh``.
 
+    The matrix comes from the label-matrix cache (``classify.label_cache_dir``) when the vocabulary
+    is unchanged since it was cached, else from the registry (and is cached).
+    """
+    from ovc.infer.label_matrix import load_cached, resolve_cache_dir
+    from ovc.registry.store import NotFoundError, add_labels, list_labels
+
+    cache_dir = resolve_cache_dir(cfg.classify.label_cache_dir)
     try:
-        return load_embedding_matrix(engine, vocab, model_version)
+        return load_cached(engine, vocab, info, cache_dir)
     except NotFoundError as e:
         if not refresh or "no embedding" not in str(e):
             raise
-    log.info("vocabulary %r: embedding labels that have no embedding for %s yet", vocab, model_version)
+    log.info("vocabulary %r: embedding labels that have no embedding for %s yet", vocab, info.name)
     res = add_labels(
-        engine, vocab, list_labels(engine, vocab), model.encode_labels, model_version,
+        engine, vocab, list_labels(engine, vocab), model.encode_labels, info.name,
         max_label_chars=cfg.registry.max_label_chars,
     )
-    log.info("vocabulary %r: %d label(s) embedded for %s", vocab, res.encoded + res.reused, model_version)
-    return load_embedding_matrix(engine, vocab, model_version)
+    log.info("vocabulary %r: %d label(s) embedded for %s", vocab, res.encoded + res.reused, info.name)
+    return load_cached(engine, vocab, info, cache_dir)

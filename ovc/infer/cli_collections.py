@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -55,3 +56,206 @@ def print_segments(
     _err(f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
          f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
     return 1 if bad and len(bad) == len(results) else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc registry promote | rollback
+# --------------------------------------------------------------------------------------------------
+def _open(registry: str, params: Optional[Path], set_: Optional[list[str]]):
+    from ovc.config import ConfigError, load_config
+    from ovc.registry.db import open_registry
+
+    try:
+        cfg = load_config(params, set_)
+    except ConfigError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    try:
+        return cfg, open_registry(cfg, url=registry)
+    except Exception as e:  # noqa: BLE001 - bad URL, unreachable server, failed migration
+        _err(f"error: cannot open the registry: {type(e).__name__}: {e}", "red")
+        raise typer.Exit(2) from None
+
+
+_RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
+_ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
+_SetOpt = typer.Option(None, "--set", "-S", help="override a param: section.field=value (repeatable)")
+
+
+def promote_cmd(
+    version: str = typer.Argument(..., help="model version name, or an alias such as 'candidate'"),
+    alias: str = typer.Option("production", "--alias", help="alias to move"),
+    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Point an alias (default production) at a version; recorded with both versions' figures."""
+    from ovc.registry.aliases import promote
+    from ovc.registry.store import RegistryError
+
+    cfg, engine = _open(registry, params, set_)
+    try:
+        out = promote(engine, version, alias, note=note or "by hand (ovc registry promote)",
+                      metric=cfg.promote.metric, split=cfg.promote.split)
+    except RegistryError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from'] or '-'} -> {out['to']}")
+
+
+def rollback_cmd(
+    alias: str = typer.Option("production", "--alias", help="alias to move back"),
+    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Point an alias back at the version its last promotion replaced."""
+    from ovc.registry.aliases import rollback
+    from ovc.registry.store import RegistryError
+
+    cfg, engine = _open(registry, params, set_)
+    try:
+        out = rollback(engine, alias, note=note or "by hand (ovc registry rollback)",
+                       metric=cfg.promote.metric, split=cfg.promote.split)
+    except RegistryError as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from']} -> {out['to']} (rollback)")
+
+
+def aliases_cmd(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Aliases and the promotion history (with both versions' figures)."""
+    from ovc.registry.aliases import history, list_aliases
+
+    _, engine = _open(registry, params, set_)
+    try:
+        out = {"aliases": list_aliases(engine), "history": history(engine)}
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    for name, v in out["aliases"].items():
+        typer.echo(f"{name:12s} -> {v}")
+    for h in out["history"]:
+        typer.echo(f"  {h['at']}  {h['alias']:10s} {h['action']:9s} {h['from'] or '-'} -> {h['to'] or '-'}  {h['note'] or ''}")
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc serve
+# --------------------------------------------------------------------------------------------------
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
+    media_root: Optional[str] = typer.Option(None, "--media-root", help="folder `path` requests may read (default serve.media_root)"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.serve.app)."""
+    import logging
+
+    import uvicorn
+
+    from ovc.infer.published import PublishedModelError
+    from ovc.registry.store import RegistryError
+    from ovc.serve.app import RequestError, build_state, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg, engine = _open(registry, params, set_)
+    engine.dispose()
+    if media_root is not None:
+        cfg.serve.media_root = media_root
+    try:
+        state = build_state(cfg, registry, model_version)
+    except (RegistryError, PublishedModelError) as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    try:
+        state.classifier(cfg.serve.default_vocab)  # load the default vocabulary before the first request
+    except RequestError as e:
+        _err(f"note: default vocabulary not loaded: {e.message}", "yellow")
+    _err(f"serving model version {state.model.name} on http://{host}:{port} "
+         f"(media root: {cfg.serve.media_root or 'none, uploads only'})")
+    try:
+        uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+    finally:
+        state.engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# ovc predict
+# --------------------------------------------------------------------------------------------------
+def predict_cmd(
+    source: str = typer.Argument(..., help="a manifest (.parquet/.csv with `path`, .txt one a line), a directory or a glob"),
+    vocab: str = typer.Option(..., "--vocab", help="registry vocabulary to classify against"),
+    out: Path = typer.Option(..., "--out", help="output folder: predictions/ and errors/ parquet partitions"),
+    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
+    threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none' (with --top-k)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="at most K labels per video (or window)"),
+    segments: bool = typer.Option(False, "--segments", help="sliding windows -> label intervals (start, end columns)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="embedding actors (default predict.workers)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
+    as_json: bool = typer.Option(False, "--json", help="the run summary as JSON on stdout"),
+    registry: str = _RegistryOpt,
+    params: Optional[Path] = _ParamsOpt,
+    set_: Optional[list[str]] = _SetOpt,
+) -> None:
+    """Classify a whole collection on Ray Data into partitioned parquet (resumable; see ovc.infer.predict)."""
+    import logging
+
+    from ovc.infer.predict import PredictError, predict
+    from ovc.infer.published import PublishedModelError
+    from ovc.registry.store import RegistryError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    thr: Any = threshold.strip().lower()
+    if thr in ("none", "off"):
+        thr = None
+        if top_k is None:
+            _err("error: --threshold none needs --top-k", "red")
+            raise typer.Exit(2)
+    elif thr != "calibrated":
+        try:
+            thr = float(thr)
+        except ValueError:
+            _err(f"error: --threshold must be 'calibrated', 'none' or a number in [0, 1], got {threshold!r}", "red")
+            raise typer.Exit(2) from None
+    cfg, engine = _open(registry, params, set_)
+    engine.dispose()
+    try:
+        summary = predict(source, vocab, out, cfg=cfg, registry_url=registry, model_version=model_version, threshold=thr,
+                          top_k=top_k, segments=segments, workers=workers, progress=progress)
+    except (PredictError, RegistryError, PublishedModelError) as e:
+        _err(f"error: {e}", "red")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(f"run {summary.run_id}: {summary.classified} classified, {summary.errors} unreadable of {summary.videos} videos; "
+                   f"{summary.partitions_written} partition(s) written, {summary.partitions_skipped} already done -> {summary.out}")
+    if summary.errors:
+        _err(f"  {summary.errors} unreadable video(s): see {summary.out}/errors/", "yellow")
+
+
+def mount(app: typer.Typer, registry_app: typer.Typer) -> None:
+    """Register this module's commands on the ``ovc`` app (called from :mod:`ovc.cli`)."""
+    app.command("serve")(serve_cmd)
+    app.command("predict")(predict_cmd)
+    registry_app.command("promote")(promote_cmd)
+    registry_app.command("rollback")(rollback_cmd)
+    registry_app.command("aliases")(aliases_cmd)

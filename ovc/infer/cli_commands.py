@@ -436,7 +436,7 @@ def classify_cmd(
     as_json: bool = typer.Option(False, "--json", help="a JSON list, one {video, labels, error} per input"),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=0, help="at most K labels per video"),
     threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none'"),
-    model_version: str = typer.Option("latest", "--model-version", help="model version name or 'latest'"),
+    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version name"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when a terminal)"),
     segments: bool = typer.Option(False, "--segments", help="label intervals over time (sliding windows): {label, start, end, score}"),
     window_s: Optional[float] = typer.Option(None, "--window-s", help="with --segments: window length in s (default segments.window_s)"),

@@ -175,3 +175,56 @@ class Threshold(Base):
             name="target",
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Which model serves, and what batch inference did (migration 0002)
+# --------------------------------------------------------------------------------------------------
+ALIAS_ACTIONS = ("set", "promote", "rollback", "rejected")
+
+
+class ModelAlias(Base):
+    """A name (``production``, ``candidate``) for the model version predict/serve/classify use by default."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Promotion(Base):
+    """History of alias changes (and gate rejections) with both versions' figures."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # set | promote | rollback | rejected
+    from_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    to_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    from_figures: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # e.g. {"metric": ..., "value": ...}
+    to_figures: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("action IN ('set', 'promote', 'rollback', 'rejected')", name="action"),)
+
+
+class PredictionRun(Base):
+    """One ``ovc predict`` run: what scored what, with which threshold, and how it went."""
+
+    __tablename__ = "prediction_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    model_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    vocabulary: Mapped[str] = mapped_column(String(200))
+    vocabulary_version: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[str] = mapped_column(String(32))  # "calibrated" or the number used
+    source: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    counts: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # videos, classified, errors, rows, partitions
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

@@ -447,7 +447,11 @@ def test_vocab_refresh_two_overlapping_runs(prefect_harness, registry):
 def test_deployments_definitions(repo_root):
     from flows.deployments import REFRESH_CRON, build_deployments
 
-    train, refresh_ = build_deployments(repo_root)
+    train, refresh_, collection = build_deployments(repo_root)
+    assert (collection.flow_name, collection.name) == ("classify-collection", "on-demand")
+    assert collection.entrypoint == "flows/classify_collection.py:classify_collection"
+    assert set(collection._parameter_openapi_schema.properties) >= {"source", "vocab", "output"}
+    assert set(collection._parameter_openapi_schema.required) == {"source", "vocab", "output"}
     assert (train.flow_name, train.name) == ("train-eval", "default")
     assert (refresh_.flow_name, refresh_.name) == ("vocab-refresh", "hourly")
     assert train.entrypoint == "flows/train_eval.py:train_eval"

@@ -1,0 +1,1 @@
+"""HTTP service: ``ovc serve`` (FastAPI + uvicorn), see :mod:`ovc.serve.app`."""
