@@ -3,7 +3,7 @@
     ovc stage NAME [-S section.field=value ...]   run one pipeline stage (what dvc.yaml calls)
     ovc bench NAME | --list                       run a benchmark, print one JSON object
     ovc params [-S ...]                           show the resolved typed config
-    ovc vocab add|ls|rm, ovc registry ls           registry vocabularies (ovc.infer.cli_commands)
+    ovc vocab add|ls|rm, ovc registry ls           registry vocabularies (ovc.cli.commands)
     ovc classify VIDEO... --vocab NAME            classify videos with a published model
 """
 
@@ -123,13 +123,13 @@ def params_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[list[str]] = S
 
 
 
-# registry and inference commands (implemented in ovc.infer.cli_commands; importing it loads no torch)
-from ovc.infer.cli_commands import classify_cmd, registry_app, vocab_app  # noqa: E402
+# registry and inference commands (ovc.cli.commands; importing it loads no torch)
+from ovc.cli.commands import classify_cmd, registry_app, vocab_app  # noqa: E402
 
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(registry_app, name="registry")
 app.command("classify")(classify_cmd)
-from ovc.infer.cli_collections import mount as _mount_collections  # noqa: E402
+from ovc.cli.collections import mount as _mount_collections  # noqa: E402
 
 _mount_collections(app, registry_app)  # ovc serve, ovc predict, ovc registry promote|rollback
 

@@ -461,7 +461,7 @@ def classify_cmd(
     finally:
         engine.dispose()
     if segments:
-        from ovc.infer.cli_collections import print_segments
+        from ovc.cli.collections import print_segments
 
         try:
             code = print_segments(clf, videos, thr, window_s, stride_s, as_json, progress)

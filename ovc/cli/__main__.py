@@ -1,0 +1,5 @@
+"""``python -m ovc.cli ...`` = ``ovc ...``."""
+
+from ovc.cli.main import app
+
+app()
