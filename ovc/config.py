@@ -87,6 +87,7 @@ class ReaderConfig:
 class ComputeConfig:
     device: str = "auto"  # device of every stage's model: auto (the worker's CUDA device when visible, else cpu) | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA: bf16 autocast where supported, else fp16 + GradScaler (trainable params and loss stay fp32); ignored on CPU
+    cpu_amp: bool = True  # training steps on CPUs with native bf16 (AVX512-BF16/AMX) run in bf16 autocast (~2x faster `ours` step, loss/grads within ~1-3% of fp32); false or other CPUs = fp32
 
 
 # --------------------------------------------------------------------------------------------------

@@ -62,6 +62,10 @@ def run_fingerprint(cfg: Config, method: str) -> str:
     # training from the feature cache sees fixed uniform frames stored in features.dtype, not the
     # decoded frames: a run started one way must never resume the other way
     parts["features"] = {"enabled": cfg.features.enabled, "dtype": cfg.features.dtype if cfg.features.enabled else None}
+    # a CPU step in bf16 (compute.cpu_amp on a CPU with native bf16) computes other weights than an fp32 one
+    from ovc.models.device import cpu_amp_active, resolve_device
+
+    parts["cpu_bf16"] = cpu_amp_active(resolve_device(cfg.compute.device), cfg.compute.cpu_amp)
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]
@@ -172,7 +176,7 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
     ``load_features()`` returns the feature cache (called only when the method trains from it)."""
     from ovc.data.loader import ClipLoader, to_model_input
-    from ovc.models.device import autocast, grad_scaler
+    from ovc.models.device import grad_scaler, train_autocast
     from ovc.models.methods import build_method, method_clip, uses_frozen_trunk
     from ovc.models.video_encoder import VideoEncoder
     from ovc.train.batching import MultiLabelCollator
@@ -285,7 +289,7 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
                 step_inputs = fallback if fallback is not None else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
             if step_inputs is not None:
                 videos, labels, targets = step_inputs
-                with autocast(device, cfg.compute.amp):
+                with train_autocast(device, cfg.compute.amp, cfg.compute.cpu_amp):  # bf16 on CPUs that have it natively
                     scores = model(videos, labels, alpha)  # (B, |P_B ∪ N_B|)
                 loss = _loss(scores, targets, cfg)
                 scaler.scale(loss * weight).backward()
