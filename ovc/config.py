@@ -252,7 +252,7 @@ class SegmentsConfig:
 
 @dataclass
 class EvaluateConfig:
-    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip"])  # methods evaluated (keys of metrics.json)
+    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip", "ours_step0", "ours_no_temporal_step0", "coop_step0", "dualcoop_step0"])  # methods evaluated (keys of metrics.json); <m>_step0 = m untrained (what training adds; vificlip_step0 is clip_classname)
     splits: list[str] = field(default_factory=list)  # splits to evaluate; [] = val + every open_* split present
     main_method: str = "ours"  # whose calibrated threshold is metrics.json's calibrated_threshold
     calibration_average: str = "micro"  # F1 averaging for calibration and f1_at_calibrated: micro | macro

@@ -75,3 +75,29 @@ def test_evaluate_needs_trained_weights(tiny_project):
     cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, "evaluate.methods=[ours]"))
     with pytest.raises(FileNotFoundError, match="run `ovc stage train` first"):
         run_stage("evaluate", cfg)
+
+
+def test_untrained_starts_and_novel_only_metrics(tiny_project):
+    """<m>_step0 rows need no training; every split reports AUPR over its novel labels (never in training)."""
+    from ovc.data.manifest import read_vocabulary
+    from ovc.evaluate.metrics import novel_label_metrics
+
+    methods = ["coop_step0", "clip_classname"]
+    cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, f"evaluate.methods=[{','.join(methods)}]"))
+    run_stage("evaluate", cfg)  # no train stage ran: the untrained starts load no weights
+    out = tiny_project / "eval"
+    metrics = load_metrics_json(out / "metrics.json")
+    vocab = read_vocabulary(tiny_project / "clean" / "vocabulary.parquet")
+    known = set(vocab.loc[vocab["vocab"] == "train", "label"])
+    for split in ("val", "open_entities", "open_synonyms"):
+        for method in methods:
+            entry = metrics[split][method]
+            f = load_scores(out / split / f"{method}.npz")
+            again = novel_label_metrics(f.scores, f.targets, f.labels, known)
+            assert entry["novel_labels"] == again["novel_labels"] == sum(label not in known for label in f.labels)
+            stored = entry["aupr_macro_novel"]
+            assert (stored is None and np.isnan(again["aupr_macro_novel"])) or stored == pytest.approx(again["aupr_macro_novel"])
+    assert metrics["val"]["coop_step0"]["novel_labels"] == 0 and metrics["open_synonyms"]["coop_step0"]["novel_labels"] > 0
+    md = (out / "results.md").read_text()
+    assert "CoOp* (step 0)" in md and "novel labels only" in md
+    assert (out / "results_aupr_macro_novel.csv").exists()
