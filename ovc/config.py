@@ -43,7 +43,7 @@ class WorldConfig:
     seed: int = 0  # master seed: same seed -> byte-identical labels/manifests and pixel-identical clips
     n_train: int = 800  # closed-vocabulary training clips
     n_val: int = 300  # closed-vocabulary validation clips (threshold calibration, paper §4.5)
-    n_test: int = 150  # clips per open-vocabulary test split (entities, actions, rare combos, synonyms)
+    n_test: int = 150  # clips per open test split (entities, actions, related actions, rare combos, synonyms, temporal twins)
     num_frames: int = 16  # frames per rendered clip
     size: int = 64  # frame height = width in pixels
     fps: int = 8  # frame rate written into the mp4 container

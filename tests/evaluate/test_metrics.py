@@ -207,6 +207,7 @@ def test_novel_label_metrics_keep_only_labels_outside_the_training_vocabulary():
     # pooled novel pairs, ranked 0.9(+) 0.9(-) 0.8(-) 0.7(+) 0.3(+) ...: precision 1/2, 1/2, 3/5 at recall 1/3, 2/3, 1
     assert m["aupr_micro_novel"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
     assert m["novel_labels"] == 2 and m["novel_labels_with_positives"] == 2
+    assert m["aupr_macro_known"] == pytest.approx(1.0)  # dog alone, same videos
     everything = compute_metrics(scores, targets, labels)
     assert everything["aupr_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2 + 0.5) / 3)  # dog (AP 1) lifts the all-label number
     assert m["aupr_macro_novel"] < everything["aupr_macro"]

@@ -31,7 +31,7 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
     run_stage("train", cfg)
     summary = run_stage("evaluate", cfg)
     out = tiny_project / "eval"
-    splits = ["val", "open_actions", "open_entities", "open_rare", "open_synonyms"]
+    splits = ["val", "open_actions", "open_actions_related", "open_entities", "open_rare", "open_synonyms", "open_temporal"]
     assert sorted(summary["splits"]) == sorted(splits)
     assert summary["methods"] == METHODS
 
