@@ -211,6 +211,12 @@ def read_vocabulary(path: str | os.PathLike) -> pd.DataFrame:
     return validate(pd.read_parquet(path), VOCABULARY_SCHEMA, str(path)).reset_index(drop=True)
 
 
+def training_labels(path: str | os.PathLike) -> set[str]:
+    """The training vocabulary (rows of vocabulary ``train``) of a vocabulary parquet: what "novel" is measured against."""
+    df = read_vocabulary(path)
+    return set(df.loc[df["vocab"] == "train", "label"].tolist())
+
+
 def write_vocabulary(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a vocabulary atomically."""
     df = df.reset_index(drop=True)

@@ -7,7 +7,7 @@ Manifest (one row per video)::
     labels    list[str]  non-empty strings, no duplicates within a video; the list itself is
                          non-empty after ``clean`` (``MANIFEST_SCHEMA``), may be empty before
                          (``RAW_MANIFEST_SCHEMA``)
-    split     str        train | val | open_entities | open_actions | open_rare | open_synonyms | ...
+    split     str        train | val | open_entities | open_actions | open_actions_related | open_rare | open_synonyms | open_temporal | ...
     source    str        dataset adapter that produced the row (e.g. "synthworld")
     caption   str        optional column: static caption (objects, colours, scene; never motion)
 

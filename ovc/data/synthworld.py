@@ -12,7 +12,8 @@ World (see :class:`World`; :data:`WORLD` is the default instance):
 - 6 large, very distinct shapes (≈18-28 px at 64²; paper-scale CLIP towers struggle with small
   shapes, DESIGN.md): circle, square, triangle, star, cross, ring; 6 saturated colours: red, green,
   blue, yellow, purple, orange. Objects have a thin dark outline (visible on every background).
-- 9 actions: moving left/right/up/down, rotating, growing, shrinking, blinking, still. Rotation is
+- 9 actions: moving left/right/up/down, rotating, growing, shrinking, blinking, still (+ the held-out
+  diagonals "moving up left", "moving down right" of ``open_actions_related``). Rotation is
   never given to rotation-invariant shapes (circle, ring), where it would be invisible.
 
 Labels (YouTube-8M-style vocabulary, ``vertical`` in parentheses):
@@ -36,8 +37,18 @@ train/val, so no train/val video trains them as negatives by accident):
 - ``open_rare`` (RareAct-like): every clip has an object doing a reserved (shape, action)
   combination never rendered in train/val; labels = shape, action and combination; vocab = train
   shapes, train actions and all their combinations.
-- ``open_synonyms``: clips like train, labelled only with synonyms the captions never use
-  ("crimson circle", "disc", "seaside"); vocab = the synonym labels.
+- ``open_synonyms`` (§3.1, LLM knowledge reaches new words): clips like train, labelled with
+  synonyms of entities *and* actions that CLIP's text tower never reads ("crimson circle", "disc",
+  "seaside", "sliding left", "expanding", "motionless") *and* with their base words on the same
+  videos; vocab = both. Its novel labels are the synonyms, its training labels the base words, so
+  ``aupr_macro_novel / aupr_macro_known`` (evaluate's metrics) is the synonym-to-base-word ratio.
+- ``open_temporal`` (§3.2, temporal modelling): every object moves left/right, up/down, grows or
+  shrinks — pairs that are time-reversed twins with the same distribution of frames, so a mean
+  over frames cannot tell them apart by construction; vocab = those 6 (training) actions.
+- ``open_actions_related``: an object does a held-out action that training actions relate to
+  through language and motion ("moving up left", "moving down right": diagonals of trained
+  directions), reported apart from ``open_actions``'s unrelated ones (rotating, blinking: no
+  training word relates to them — a stated hard case); vocab = train actions + the related ones.
 
 Each clip has a static ``caption`` (objects, colours, scene — never a motion word; sometimes
 partial: "a red object on a beach", "a star"). Every entity word, held-out ones included, is used
@@ -62,7 +73,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SOURCE = "synthworld"
-SPLITS = ("train", "val", "open_entities", "open_actions", "open_rare", "open_synonyms")
+SPLITS = ("train", "val", "open_entities", "open_actions", "open_rare", "open_synonyms", "open_temporal", "open_actions_related")
 OPEN_SPLITS = SPLITS[2:]
 TRAIN_VOCAB = "train"  # train and val share the closed vocabulary
 RARE_MAX_CLIPS = 3  # clips per rare label (< clean.min_count=5, so `clean` drops every one)
@@ -72,7 +83,8 @@ SUPERSAMPLE = 2  # object masks drawn at 2x and box-filtered down (anti-aliased 
 # Words a static caption must never contain (motion belongs to the video labels only).
 MOTION_WORDS = frozenset(
     "moving move moves left right up down rotating rotate rotates spinning spin growing grow grows "
-    "shrinking shrink shrinks blinking blink blinks still static sliding turning".split()
+    "shrinking shrink shrinks blinking blink blinks still static sliding turning rising sinking expanding "
+    "contracting motionless diagonally".split()
 )
 
 
@@ -109,7 +121,11 @@ class World:
     )
     heldout_shapes: tuple[str, ...] = ("star",)  # open_entities only
     heldout_scenes: tuple[str, ...] = ("snow field",)  # open_entities only
-    heldout_actions: tuple[str, ...] = ("rotating", "blinking")  # open_actions only
+    heldout_actions: tuple[str, ...] = ("rotating", "blinking")  # open_actions only: no training word relates to them (the stated hard case)
+    # held-out actions that training actions relate to through language (and motion): open_actions_related only
+    related_actions: tuple[str, ...] = ("moving up left", "moving down right")
+    # pairs a mean over frames cannot tell apart by construction (time-reversed twins): open_temporal
+    temporal_pairs: tuple[tuple[str, str], ...] = (("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking"))
     rotation_invariant: tuple[str, ...] = ("circle", "ring")  # never "rotating" (invisible)
     # (shape, action) pairs never rendered in train/val; open_rare's unusual combinations.
     reserved_combos: tuple[tuple[str, str], ...] = (
@@ -127,6 +143,9 @@ class World:
             "circle": "disc", "square": "box", "triangle": "wedge", "cross": "plus sign", "ring": "hoop",
             "beach": "seaside", "forest": "woodland", "night sky": "nighttime", "desert": "dunes",
             "city": "downtown",
+            # actions: CLIP's text tower never reads a motion word (static captions), MiniLM knows these
+            "moving left": "sliding left", "moving right": "sliding right", "moving up": "rising",
+            "moving down": "sinking", "growing": "expanding", "shrinking": "contracting", "still": "motionless",
         }
     )
     game_titles: tuple[str, ...] = (
@@ -148,6 +167,10 @@ class World:
     @property
     def train_actions(self) -> tuple[str, ...]:
         return tuple(a for a in self.actions if a not in self.heldout_actions)
+
+    @property
+    def temporal_actions(self) -> tuple[str, ...]:
+        return tuple(a for pair in self.temporal_pairs for a in pair)
 
     @property
     def colour_names(self) -> tuple[str, ...]:
@@ -213,6 +236,17 @@ class World:
         add("open_synonyms", [syn[c] for c in cs], "Colours", "entity")
         add("open_synonyms", [self.coloured(syn[c], s) for s in ts for c in cs], "Objects", "entity")
         add("open_synonyms", [syn[s] for s in self.train_scenes], "Scenes", "entity")
+        add("open_synonyms", [syn[a] for a in self.train_actions], "Actions", "action")
+        # the base words on the same videos: AUPR(synonyms) / AUPR(base words) is §3.1's claim
+        add("open_synonyms", ts, "Shapes", "entity")
+        add("open_synonyms", cs, "Colours", "entity")
+        add("open_synonyms", [self.coloured(c, s) for s in ts for c in cs], "Objects", "entity")
+        add("open_synonyms", self.train_scenes, "Scenes", "entity")
+        add("open_synonyms", self.train_actions, "Actions", "action")
+
+        add("open_temporal", self.temporal_actions, "Actions", "action")
+
+        add("open_actions_related", (*self.train_actions, *self.related_actions), "Actions", "action")
         return rows
 
     def attributes(self) -> dict[str, list[str]]:
@@ -272,15 +306,17 @@ _SCENE_DESCRIPTIONS = {
     "city": ("grey buildings with windows", "rectangular blocks of houses", "a street skyline"),
 }
 _ACTION_DESCRIPTIONS = {
-    "moving left": ("an object sliding to the left side", "motion from right to left", "a shape travelling leftwards"),
-    "moving right": ("an object sliding to the right side", "motion from left to right", "a shape travelling rightwards"),
-    "moving up": ("an object rising towards the top", "motion from bottom to top", "a shape travelling upwards"),
+    "moving up left": ("an object drifting diagonally to the upper left", "motion towards the top-left corner", "a shape travelling up and to the left"),
+    "moving down right": ("an object drifting diagonally to the lower right", "motion towards the bottom-right corner", "a shape travelling down and to the right"),
+    "moving left": ("an object heading to the left side", "motion from right to left", "a shape travelling leftwards"),
+    "moving right": ("an object heading to the right side", "motion from left to right", "a shape travelling rightwards"),
+    "moving up": ("an object climbing towards the top", "motion from bottom to top", "a shape travelling upwards"),
     "moving down": ("an object falling towards the bottom", "motion from top to bottom", "a shape travelling downwards"),
     "rotating": ("an object turning around its centre", "a shape spinning in place", "corners changing direction"),
-    "growing": ("an object getting bigger", "a shape expanding in size", "a shape that swells"),
-    "shrinking": ("an object getting smaller", "a shape contracting in size", "a shape that dwindles"),
+    "growing": ("an object getting bigger", "a shape increasing in size", "a shape that swells"),
+    "shrinking": ("an object getting smaller", "a shape decreasing in size", "a shape that dwindles"),
     "blinking": ("an object flashing on and off", "a shape appearing and disappearing", "a flickering shape"),
-    "still": ("an object that does not move", "a shape resting in place", "a motionless shape"),
+    "still": ("an object that does not move", "a shape resting in place", "a shape that stays in one place"),
 }
 _EFFECT_DESCRIPTIONS = {
     "lens flare": ("bright streaks of light", "a glare from the camera lens"),
@@ -375,6 +411,12 @@ def _make_object(
             y = float(rng.uniform(min(lo + travel, hi), hi))
         elif action == "moving down":
             y = float(rng.uniform(lo, max(hi - travel, lo)))
+        elif action in ("moving up left", "moving down right"):  # travel/√2 on each axis
+            d = travel / math.sqrt(2)
+            if action == "moving up left":
+                x, y = float(rng.uniform(min(lo + d, hi), hi)), float(rng.uniform(min(lo + d, hi), hi))
+            else:
+                x, y = float(rng.uniform(lo, max(hi - d, lo))), float(rng.uniform(lo, max(hi - d, lo)))
         best = (x, y)
         if all(math.hypot(x - o.x, y - o.y) >= 0.9 * (radius + o.radius) for o in others):
             break
@@ -453,6 +495,8 @@ def _plan_content(
         first = (pick(shapes), action)
     elif split == "open_rare":
         first = world.reserved_combos[int(rng.integers(len(world.reserved_combos)))]
+    elif split == "open_actions_related":
+        first = (pick(world.train_shapes), pick(world.related_actions))
     seen: set[tuple[str, str]] = set()
     for i in range(n_obj):
         for _ in range(50):  # distinct (shape, colour) per clip
@@ -467,6 +511,8 @@ def _plan_content(
             action = pick(world.allowed_actions(shape, world.actions))
         elif split == "open_rare":
             action = pick(world.allowed_actions(shape, world.train_actions))
+        elif split == "open_temporal":  # every shape does every one of them (reserved combos too): the twins stay symmetric
+            action = pick(world.temporal_actions)
         else:  # train, val, open_entities, open_synonyms: closed actions, no reserved combination
             action = pick(world.train_actions_for(shape))
         objs.append((shape, colour, action))
@@ -489,9 +535,12 @@ def _labels(world: World, split: str, scene: str, objs: Sequence[tuple[str, str,
         for shape, _, action in objs:
             out += [shape, action, world.combo(shape, action)]
     elif split == "open_synonyms":
-        out.append(syn[scene])
-        for shape, colour, _ in objs:
-            out += [syn[shape], syn[colour], world.coloured(syn[colour], shape)]
+        out += [syn[scene], scene]
+        for shape, colour, action in objs:
+            out += [syn[shape], syn[colour], world.coloured(syn[colour], shape), syn[action]]
+            out += [shape, colour, world.coloured(colour, shape), action]  # base words, same videos
+    elif split in ("open_temporal", "open_actions_related"):
+        out += [a for _, _, a in objs]
     return list(dict.fromkeys(out))
 
 
@@ -607,6 +656,12 @@ def object_state(obj: ObjectSpec, t: int, num_frames: int) -> tuple[float, float
         y -= obj.travel * u
     elif a == "moving down":
         y += obj.travel * u
+    elif a == "moving up left":
+        x -= obj.travel * u / math.sqrt(2)
+        y -= obj.travel * u / math.sqrt(2)
+    elif a == "moving down right":
+        x += obj.travel * u / math.sqrt(2)
+        y += obj.travel * u / math.sqrt(2)
     elif a == "rotating":
         ang += obj.spin * t
     elif a == "growing":

@@ -376,3 +376,49 @@ def compute_metrics(scores, targets, label_names: Sequence[str] | None = None) -
         "n_labels_with_positives": n_used,
         "n_positive_pairs": int(t.sum()),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Novel labels (open-vocabulary splits)
+# --------------------------------------------------------------------------------------------
+
+
+def novel_columns(label_names: Sequence[str], known_labels) -> list[int]:
+    """Column indices of the labels never in the training vocabulary ``known_labels``."""
+    known = set(known_labels)
+    return [j for j, label in enumerate(label_names) if label not in known]
+
+
+def novel_label_metrics(scores, targets, label_names: Sequence[str], known_labels) -> dict:
+    """AUPR over the novel labels of a split only (labels never in the training vocabulary).
+
+    An open split's vocabulary mixes training labels with new ones; its all-label AUPR is mostly
+    the training labels'. These numbers keep only the new columns (same videos).
+
+    Args:
+        scores, targets: (V, L) as :func:`compute_metrics`.
+        label_names: the L column labels.
+        known_labels: the training vocabulary.
+
+    Returns:
+        ``aupr_macro_novel`` (mean AP over novel labels with ≥ 1 positive), ``aupr_micro_novel`` (AP
+        over all (video, novel label) pairs) — NaN when the split has no novel label or none with a
+        positive — the counts ``novel_labels``, ``novel_labels_with_positives``, and
+        ``aupr_macro_known`` (the split's training-vocabulary labels on the same videos: on
+        ``open_synonyms`` these are the base words, so novel / known is the synonym-to-base ratio).
+    """
+    s, t = check_inputs(scores, targets, label_names)
+    cols = novel_columns(label_names, known_labels)
+    known_cols = [j for j in range(s.shape[1]) if j not in set(cols)]
+    out = {"aupr_macro_known": aupr_macro(s[:, known_cols], t[:, known_cols])[0] if known_cols else float("nan")}
+    if not cols:
+        return {**out, "aupr_macro_novel": float("nan"), "aupr_micro_novel": float("nan"), "novel_labels": 0,
+                "novel_labels_with_positives": 0}
+    macro, n_used = aupr_macro(s[:, cols], t[:, cols])
+    return {
+        **out,
+        "aupr_macro_novel": macro,
+        "aupr_micro_novel": aupr_micro(s[:, cols], t[:, cols]),
+        "novel_labels": len(cols),
+        "novel_labels_with_positives": n_used,
+    }

@@ -5,6 +5,8 @@ Shapes the ``evaluate`` stage writes:
 - ``metrics.json`` (DVC metrics)::
 
     {split: {method: {aupr_macro, aupr_micro, peak_f1_micro, peak_f1_macro, f1_at_calibrated,
+                      aupr_macro_novel, aupr_micro_novel, novel_labels (AUPR over the labels never
+                      in the training vocabulary; null where a split has none),
                       ...optional extra numbers}},
      "calibrated_threshold": float}
 
@@ -66,6 +68,9 @@ METRIC_TITLES = {
     "peak_f1_micro": "Peak F1 (micro, oracle global threshold per split)",
     "peak_f1_macro": "Peak F1 (macro over labels with ≥1 positive, oracle global threshold per split)",
     "f1_at_calibrated": "F1 at the calibrated global threshold (paper §4.5)",
+    "aupr_macro_novel": "AUPR (macro) over novel labels only (never in the training vocabulary; – where a split has none)",
+    "aupr_micro_novel": "AUPR (micro) over novel labels only",
+    "aupr_macro_known": "AUPR (macro) over the split's training-vocabulary labels only (on Synonyms: the base words)",
 }
 
 #: Method keys (as the evaluate stage names them) -> row names, in the paper's row order
@@ -77,9 +82,11 @@ SPLIT_DISPLAY_NAMES = {
     "train": "Train (closed)",
     "val": "Val (closed)",
     "open_entities": "Entities (open)",
-    "open_actions": "Actions (open)",
+    "open_actions": "Unrelated actions (open)",
     "open_rare": "Rare combos (open)",
     "open_synonyms": "Synonyms (open)",
+    "open_temporal": "Temporal twins (left/right, up/down, grow/shrink)",
+    "open_actions_related": "Related actions (open)",
 }
 
 
@@ -208,7 +215,7 @@ def results_markdown(
 def write_results_tables(
     metrics: Mapping,
     out_dir,
-    metric_names: Sequence[str] = ("aupr_macro", "aupr_micro", "peak_f1_micro", "peak_f1_macro"),
+    metric_names: Sequence[str] = ("aupr_macro", "aupr_macro_novel", "aupr_macro_known", "aupr_micro", "aupr_micro_novel", "peak_f1_micro", "peak_f1_macro"),
     display_names: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``results_<metric>.csv`` / ``.md`` per metric and a combined ``results.md``.

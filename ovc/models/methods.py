@@ -22,6 +22,12 @@ key                        display name (table row)                trainable  fr
 ``ours_synth``             Ours: + Synthetic Labels                yes        yes            ``ours``
 =========================  ======================================  =========  =============  ===========
 
+Untrained starts: ``<m>_step0`` for each trainable ``m`` except ``ours_synth`` (whose start is
+``ours``'s) is ``m`` built and never trained, rows "<display> (step 0)" right before ``m``'s: the
+evaluate table shows what training adds. They are not trainable and load no weights (the label
+encoders start at the zero-shot prompt, the temporal branch at the frozen mean of frames, so these
+rows sit at or near ``clip_classname``; ``vificlip_step0`` *is* it).
+
 "frozen trunk": the video side is the frozen CLIP ViT (:class:`~ovc.models.video_encoder.VideoEncoder`),
 so its trunk outputs can be cached by the ``features`` stage. ``ours_synth`` is ``ours`` trained on
 the clean labels merged with the synthetic ones (paper §4.4): same model, its own weights.
@@ -56,7 +62,8 @@ class MethodSpec:
         display: row name in the results tables (paper Table 1/2 wording).
         trainable: the ``train`` stage trains it (it has parameters to learn).
         frozen_trunk: its video side is the frozen CLIP ViT (the feature cache can stand in for it).
-        base: the model key it builds (``ours_synth`` -> ``ours``); itself otherwise.
+        base: the model key it builds (``ours_synth`` -> ``ours``, ``coop_step0`` -> ``coop``); itself otherwise.
+        untrained: the untrained start (step 0) of the trainable method ``base``.
     """
 
     name: str
@@ -64,16 +71,31 @@ class MethodSpec:
     trainable: bool
     frozen_trunk: bool
     base: str = ""
+    untrained: bool = False
 
     @property
     def builds(self) -> str:
         return self.base or self.name
 
 
-# paper's row order (Table 1): baselines, then ours and its ablations
+STEP0_SUFFIX = "_step0"
+
+
+def _with_untrained_starts(specs: tuple[MethodSpec, ...]) -> tuple[MethodSpec, ...]:
+    """Each trainable method preceded by its untrained start ``<name>_step0`` (not ``ours_synth``: same as ``ours``'s)."""
+    out: list[MethodSpec] = []
+    for s in specs:
+        if s.trainable and not s.base:
+            out.append(MethodSpec(s.name + STEP0_SUFFIX, f"{s.display} (step 0)", trainable=False,
+                                  frozen_trunk=s.frozen_trunk, base=s.name, untrained=True))
+        out.append(s)
+    return tuple(out)
+
+
+# paper's row order (Table 1): baselines, then ours and its ablations; each untrained start before its method
 METHODS: dict[str, MethodSpec] = {
     s.name: s
-    for s in (
+    for s in _with_untrained_starts((
         MethodSpec("clip_classname", "CLIP with Class name Prompt", trainable=False, frozen_trunk=True),
         MethodSpec("clip_templates", "CLIP with Prompt Templates", trainable=False, frozen_trunk=True),
         MethodSpec("clip_fixed_attributes", "CLIP with Fixed LLM Prompts", trainable=False, frozen_trunk=True),
@@ -83,7 +105,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("ours_no_temporal", "Ours: CLIP + Learnable LLM Prompts", trainable=True, frozen_trunk=True),
         MethodSpec("ours", "Ours: + Temporal Modeling", trainable=True, frozen_trunk=True),
         MethodSpec("ours_synth", "Ours: + Synthetic Labels", trainable=True, frozen_trunk=True, base="ours"),
-    )
+    ))
 }
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)

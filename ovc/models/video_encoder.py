@@ -49,6 +49,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ovc.config import VideoEncoderConfig
+from ovc.models.attention import multihead_attention
 from ovc.models.clip import ClipModel
 
 ATTN_PARTS = ("ln_1", "attn", "ls_1")
@@ -73,7 +74,7 @@ class TemporalAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(S, T, W) sequences over time -> residual update (S, T, W)."""
         h = self.ln(x)
-        return self.attn(h, h, h, need_weights=False)[0]
+        return multihead_attention(self.attn, h, h)
 
 
 class SpatialLayer(nn.Module):
@@ -108,12 +109,12 @@ class SpatialLayer(nn.Module):
         x = x.reshape(B * Fr, 1 + S, W)  # (B, F, 1+S, W) -> (B*F, 1+S, W)
         h = self.ln_1(x)
         if tmp_only:
-            upd = self.ls_1(self.attn(h[:, :1], h, h, need_weights=False)[0])  # (B*F, 1, W): TMP queries only
+            upd = self.ls_1(multihead_attention(self.attn, h[:, :1], h))  # (B*F, 1, W): TMP queries only
             tmp = tmp + upd.view(B, Fr, W).mean(dim=1)  # (B*F, 1, W) -> (B, F, W) -> (B, W)
             if self.with_mlp:
                 tmp = tmp + self.ls_2(self.mlp(self.ln_2(tmp)))
             return frames, tmp
-        x = x + self.ls_1(self.attn(h, h, h, need_weights=False)[0])
+        x = x + self.ls_1(multihead_attention(self.attn, h, h))
         x = x.view(B, Fr, 1 + S, W)  # (B*F, 1+S, W) -> (B, F, 1+S, W)
         tmp, frames = x[:, :, 0].mean(dim=1), x[:, :, 1:]  # (B, W), (B, F, S, W)
         if self.with_mlp:

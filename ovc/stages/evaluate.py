@@ -203,7 +203,8 @@ def score_split(method, split: SplitData, video_emb: torch.Tensor, tau: float, b
 def evaluate(cfg: Config) -> dict[str, Any]:
     """Evaluate ``cfg.evaluate.methods`` on every split; write metrics, scores, tables and plots."""
     from ovc.evaluate.calibration import calibrate_threshold
-    from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, pr_curve
+    from ovc.data.manifest import training_labels
+    from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, novel_label_metrics, pr_curve
     from ovc.evaluate.plots import plot_f1_vs_threshold, plot_pr_curves, write_curve, write_pr_curve
     from ovc.evaluate.report import save_scores, write_metrics_json, write_results_tables
     from ovc.models.methods import MissingAttributesError, load_method, method_clip, read_attributes
@@ -218,6 +219,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     attributes = read_attributes(cfg)
 
     splits = load_splits(cfg)
+    known = training_labels(Path(cfg.paths.data) / "clean" / "vocabulary.parquet")  # "novel" = never in it
     for split in splits.values():
         split.load_frames(cfg)
     metrics: dict[str, Any] = {name: {} for name in splits}
@@ -253,6 +255,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 "peak_f1_micro": m["peak_f1_micro"],
                 "peak_f1_macro": m["peak_f1_macro"],
                 "peak_threshold_micro": m["peak_threshold_micro"],
+                **novel_label_metrics(scores, targets, split.vocab, known),  # AUPR over novel labels only
             }
         # calibration on the closed validation data, one dataset per training dataset (§4.5)
         calib: dict[str, tuple[np.ndarray, np.ndarray]] = {}

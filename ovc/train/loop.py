@@ -62,6 +62,10 @@ def run_fingerprint(cfg: Config, method: str) -> str:
     # training from the feature cache sees fixed uniform frames stored in features.dtype, not the
     # decoded frames: a run started one way must never resume the other way
     parts["features"] = {"enabled": cfg.features.enabled, "dtype": cfg.features.dtype if cfg.features.enabled else None}
+    # a CPU step in bf16 (compute.cpu_amp on a CPU with native bf16) computes other weights than an fp32 one
+    from ovc.models.device import cpu_amp_active, resolve_device
+
+    parts["cpu_bf16"] = cpu_amp_active(resolve_device(cfg.compute.device), cfg.compute.cpu_amp)
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]
@@ -144,11 +148,12 @@ def model_inputs(raw, device: torch.device | str, mean, std):
 
 def step_loss(model: torch.nn.Module, videos, labels: list[str], targets: torch.Tensor, cfg: Config,
               device: torch.device, alpha: float | None = None) -> torch.Tensor:
-    """One step's forward: scores under autocast (CUDA + ``compute.amp``), the loss in fp32 with the
-    targets moved to the scores' device. ``model`` is a :class:`StepModel` (or its DDP wrapper)."""
-    from ovc.models.device import autocast
+    """One step's forward: scores under autocast (CUDA + ``compute.amp``; CPU bf16 with
+    ``compute.cpu_amp`` where the CPU has it natively), the loss in fp32 with the targets moved to
+    the scores' device. ``model`` is a :class:`StepModel` (or its DDP wrapper)."""
+    from ovc.models.device import train_autocast
 
-    with autocast(device, cfg.compute.amp):
+    with train_autocast(device, cfg.compute.amp, cfg.compute.cpu_amp):
         scores = model(videos, labels, alpha)  # (B, |P_B ∪ N_B|)
     return _loss(scores, targets, cfg)
 

@@ -177,8 +177,29 @@ def test_open_splits_test_what_they_claim(planned):
     assert all(reserved & set(s.labels) for s in by_split["open_rare"])
     assert not reserved & train_labels
     synonyms = set(W.synonyms.values())
+    vocab = {}
+    for row in W.vocabulary():
+        vocab.setdefault(row["vocab"], set()).add(row["label"])
     for s in by_split["open_synonyms"]:
-        assert s.labels and all(any(_has_phrase(lab, syn) for syn in synonyms) for lab in s.labels)
+        syn_labels = {lab for lab in s.labels if any(_has_phrase(lab, syn) for syn in synonyms)}
+        base = set(s.labels) - syn_labels
+        # every synonym label comes with its base word on the same video, and nothing else
+        plain = {v: k for k, v in W.synonyms.items()}
+        expect = {" ".join(plain.get(w, w) for w in ([lab] if lab in plain else lab.split(" ", 1))) for lab in syn_labels}
+        assert syn_labels and base == expect and base <= vocab["train"], s.video_id
+        assert any(W.synonyms[o.action] in s.labels for o in s.objects)  # action synonyms too
+    assert {W.synonyms[a] for a in W.train_actions} <= vocab["open_synonyms"]
+    assert vocab["open_synonyms"] - vocab["train"] == {lab for lab in vocab["open_synonyms"] if any(_has_phrase(lab, x) for x in synonyms)}
+    # open_temporal: only time-reversed twins, each twin as frequent in frames as the other by construction
+    temporal = set(W.temporal_actions)
+    assert vocab["open_temporal"] == temporal and temporal <= vocab["train"]
+    assert all(o.action in temporal for s in by_split["open_temporal"] for o in s.objects)
+    assert set(by_split["open_temporal"][0].labels) <= temporal
+    # open_actions_related: a held-out related (diagonal) action in every clip, never in train/val
+    related = set(W.related_actions)
+    assert all(related & set(s.labels) for s in by_split["open_actions_related"])
+    assert not related & train_labels and vocab["open_actions_related"] - vocab["train"] == related
+    assert not related & vocab["open_actions"]  # the unrelated hard case is reported apart
 
 
 def test_captions_static_and_cover_every_entity_word(planned):
@@ -255,7 +276,7 @@ def test_ingest_stage_summary(ingested):
     raw = Path(cfg.paths.data) / "raw"
     for name in ("manifest.parquet", "vocabulary.parquet", "attributes.json"):
         assert (raw / name).is_file()
-    assert summary["videos"] == 20 + 6 + 4 * 6 and summary["failed"] == 0
+    assert summary["videos"] == 20 + 6 + len(sw.OPEN_SPLITS) * 6 and len(sw.OPEN_SPLITS) == 6 and summary["failed"] == 0
     assert summary["splits"] == {"train": 20, "val": 6, **{s: 6 for s in sw.OPEN_SPLITS}}
     assert len(list((raw / "videos").glob("*.mp4"))) == summary["videos"]
     assert summary["label_counts"]["train"] and summary["seconds"] >= 0

@@ -191,3 +191,33 @@ def test_bad_targets_and_shapes():
         M.compute_metrics(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="average"):
         M.f1_at_threshold(np.zeros((2, 2)), np.ones((2, 2)), 0.5, average="weighted")
+
+
+# ---- novel labels only (open splits) ------------------------------------------------------------
+def test_novel_label_metrics_keep_only_labels_outside_the_training_vocabulary():
+    from ovc.evaluate.metrics import compute_metrics, novel_columns, novel_label_metrics
+
+    labels = ["dog", "sliding left", "expanding"]  # dog was a training label
+    scores = np.array([[0.9, 0.9, 0.2], [0.1, 0.8, 0.3], [0.2, 0.7, 0.9], [0.1, 0.1, 0.1]])
+    targets = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]])
+    assert novel_columns(labels, {"dog", "cat"}) == [1, 2]
+    m = novel_label_metrics(scores, targets, labels, {"dog", "cat"})
+    # AP(sliding left) = (1/1 + 2/3) / 2; AP(expanding) = 1/2 (its positive ranks second)
+    assert m["aupr_macro_novel"] == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
+    # pooled novel pairs, ranked 0.9(+) 0.9(-) 0.8(-) 0.7(+) 0.3(+) ...: precision 1/2, 1/2, 3/5 at recall 1/3, 2/3, 1
+    assert m["aupr_micro_novel"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
+    assert m["novel_labels"] == 2 and m["novel_labels_with_positives"] == 2
+    assert m["aupr_macro_known"] == pytest.approx(1.0)  # dog alone, same videos
+    everything = compute_metrics(scores, targets, labels)
+    assert everything["aupr_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2 + 0.5) / 3)  # dog (AP 1) lifts the all-label number
+    assert m["aupr_macro_novel"] < everything["aupr_macro"]
+
+
+def test_novel_label_metrics_without_novel_labels_are_undefined():
+    from ovc.evaluate.metrics import novel_label_metrics
+
+    scores, targets = np.array([[0.9, 0.1]]), np.array([[1, 0]])
+    m = novel_label_metrics(scores, targets, ["dog", "cat"], ["cat", "dog", "bird"])
+    assert np.isnan(m["aupr_macro_novel"]) and np.isnan(m["aupr_micro_novel"]) and m["novel_labels"] == 0
+    m = novel_label_metrics(scores, targets, ["dog", "owl"], ["dog"])  # owl is novel but has no positive
+    assert np.isnan(m["aupr_macro_novel"]) and m["novel_labels"] == 1 and m["novel_labels_with_positives"] == 0

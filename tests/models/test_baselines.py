@@ -57,6 +57,7 @@ def test_method_shapes_norms_and_trainable_sets(name, frames):
 
     trainable = {n for n, p in method.named_parameters() if p.requires_grad}
     clip_names = {f"clip.{n}" for n, _ in clip.named_parameters()}
+    name = METHODS[name].builds  # an untrained start (<m>_step0) is m, built and never trained
     if name in ("clip_classname", "clip_templates", "clip_fixed_attributes"):
         assert trainable == set()
     elif name == "coop":
@@ -126,6 +127,11 @@ def test_registry_lists_derive_from_one_table():
     assert list(METHOD_DISPLAY_NAMES) == list(METHODS)
     assert set(TRAINABLE_METHODS) == {"ours", "ours_no_temporal", "coop", "dualcoop", "vificlip", "ours_synth"}
     assert "vificlip" not in CACHEABLE_METHODS and "ours_synth" in CACHEABLE_METHODS
+    untrained = [n for n, s in METHODS.items() if s.untrained]
+    assert untrained == ["coop_step0", "dualcoop_step0", "vificlip_step0", "ours_no_temporal_step0", "ours_step0"]
+    assert list(METHODS).index("ours_step0") == list(METHODS).index("ours") - 1
+    assert METHOD_DISPLAY_NAMES["ours_step0"] == "Ours: + Temporal Modeling (step 0)"
+    assert not any(m.endswith("_step0") for m in TRAINABLE_METHODS)
     method, _ = _method("ours_synth")  # builds ours, keeps its own key
     assert method.name == "ours_synth" and len(method.video_encoder.blocks) == 2
 

@@ -34,7 +34,7 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
     assert summary["attributes"]["provider"] == "hand-written"
     assert "CLIP with hand-written attributes" in (tiny_project / "eval" / "results.md").read_text()
     out = tiny_project / "eval"
-    splits = ["val", "open_actions", "open_entities", "open_rare", "open_synonyms"]
+    splits = ["val", "open_actions", "open_actions_related", "open_entities", "open_rare", "open_synonyms", "open_temporal"]
     assert sorted(summary["splits"]) == sorted(splits)
     assert summary["methods"] == METHODS
 
@@ -107,3 +107,27 @@ def test_closed_datasets_split_by_training_dataset_else_by_label_kind():
     one = SplitData("val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds, sources=["synthworld"] * 4)
     datasets, by = closed_datasets(one, scores, targets)
     assert by == "kind" and set(datasets) == {"val_entity", "val_action"}
+def test_untrained_starts_and_novel_only_metrics(tiny_project):
+    """<m>_step0 rows need no training; every split reports AUPR over its novel labels (never in training)."""
+    from ovc.data.manifest import read_vocabulary
+    from ovc.evaluate.metrics import novel_label_metrics
+
+    methods = ["coop_step0", "clip_classname"]
+    cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, f"evaluate.methods=[{','.join(methods)}]"))
+    run_stage("evaluate", cfg)  # no train stage ran: the untrained starts load no weights
+    out = tiny_project / "eval"
+    metrics = load_metrics_json(out / "metrics.json")
+    vocab = read_vocabulary(tiny_project / "clean" / "vocabulary.parquet")
+    known = set(vocab.loc[vocab["vocab"] == "train", "label"])
+    for split in ("val", "open_entities", "open_synonyms"):
+        for method in methods:
+            entry = metrics[split][method]
+            f = load_scores(out / split / f"{method}.npz")
+            again = novel_label_metrics(f.scores, f.targets, f.labels, known)
+            assert entry["novel_labels"] == again["novel_labels"] == sum(label not in known for label in f.labels)
+            stored = entry["aupr_macro_novel"]
+            assert (stored is None and np.isnan(again["aupr_macro_novel"])) or stored == pytest.approx(again["aupr_macro_novel"])
+    assert metrics["val"]["coop_step0"]["novel_labels"] == 0 and metrics["open_synonyms"]["coop_step0"]["novel_labels"] > 0
+    md = (out / "results.md").read_text()
+    assert "CoOp* (step 0)" in md and "novel labels only" in md
+    assert (out / "results_aupr_macro_novel.csv").exists()
