@@ -166,14 +166,14 @@ def serve_cmd(
     params: Optional[Path] = _ParamsOpt,
     set_: Optional[list[str]] = _SetOpt,
 ) -> None:
-    """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.serve.app)."""
+    """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.infer.service)."""
     import logging
 
     import uvicorn
 
     from ovc.infer.published import PublishedModelError
     from ovc.registry.store import RegistryError
-    from ovc.serve.app import RequestError, build_state, create_app
+    from ovc.infer.service import RequestError, build_state, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg, engine = _open(registry, params, set_)

@@ -1,1 +1,0 @@
-"""HTTP service: ``ovc serve`` (FastAPI + uvicorn), see :mod:`ovc.serve.app`."""
