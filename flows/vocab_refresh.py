@@ -8,7 +8,8 @@ is vocabulary ``retail`` (file stem = vocabulary name). The format is the regist
 blank lines and ``#`` comment lines are skipped. A directory of plain files fits how application
 teams work (edit a file, commit it, let the schedule pick it up) and is what ``ovc vocab add`` reads.
 
-Each run pins one model version (the ``production`` alias — the latest while none is promoted — resolved at the start of the run, or a name) and, per file, calls
+Each run pins one model version (the ``production`` alias — the latest while none is promoted —
+resolved at the start of the run, or a name) and, per file, calls
 :func:`ovc.registry.add_labels` — the registry's incremental path (paper §3, Fig. 2b):
 
 * only labels without an embedding for that version are encoded (a changed line is a new label);
