@@ -8,8 +8,9 @@ is vocabulary ``retail`` (file stem = vocabulary name). The format is the regist
 blank lines and ``#`` comment lines are skipped. A directory of plain files fits how application
 teams work (edit a file, commit it, let the schedule pick it up) and is what ``ovc vocab add`` reads.
 
-Each run pins one model version (``latest`` at the start of the run, or a name) and, per file, calls
-:func:`ovc.registry.sync_vocabulary` — :func:`ovc.registry.add_labels` (what ``ovc vocab add`` runs), the registry's incremental path (paper §3, Fig. 2b):
+Each run pins one model version (the ``production`` alias — the latest while none is promoted —
+resolved at the start of the run, or a name) and, per file, calls :func:`ovc.registry.sync_vocabulary`
+(what ``ovc vocab add`` runs: :func:`ovc.registry.add_labels`, the registry's incremental path, paper §3, Fig. 2b):
 
 * only labels without an embedding for that version are encoded (a changed line is a new label);
   a re-run with unchanged files encodes nothing and does not even load the model;
@@ -133,20 +134,19 @@ def _retry_on_db_error(task: Any, task_run: Any, state: Any) -> bool:
       retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S), retry_jitter_factor=0.5,
       retry_condition_fn=_retry_on_db_error)
 def pin_model_version(url: str, model_version: str) -> Optional[str]:
-    """The version name this run embeds with (``latest`` resolved now), or None if none is published."""
+    """The version name this run embeds with (an alias or ``latest`` resolved now), or None if none is published."""
     engine = open_registry(url=url)
     try:
-        if model_version == "latest":
-            info = latest_model_version(engine)
-            if info is None:
-                get_run_logger().warning(
-                    "no model version published in %s yet: labels are registered without embeddings "
-                    "(the first refresh after `publish` embeds them)", safe_url(url))
-                return None
-            return info.name
+        if model_version in ("latest", "production") and latest_model_version(engine) is None:
+            get_run_logger().warning(
+                "no model version published in %s yet: labels are registered without embeddings "
+                "(the first refresh after `publish` embeds them)", safe_url(url))
+            return None
         from ovc.infer.published import get_model_version
+        from ovc.registry.aliases import resolve_version
 
-        return get_model_version(engine, model_version).name  # NotFoundError names the version
+        # production = the promoted version (the latest while none is promoted); NotFoundError names the version
+        return get_model_version(engine, resolve_version(engine, model_version)).name
     finally:
         engine.dispose()
 
@@ -221,7 +221,7 @@ def write_report(summary: dict[str, Any]) -> str:
 @flow(name="vocab-refresh", persist_result=True, result_serializer="json")
 def vocab_refresh(
     source_dir: str = DEFAULT_SOURCE_DIR,
-    model_version: str = "latest",
+    model_version: str = "production",
     registry_url: str = "",
     prune: bool = False,
     pattern: str = "*.txt",
@@ -231,7 +231,8 @@ def vocab_refresh(
 
     Args:
         source_dir: directory of label files (``<vocab>.txt``); relative = under ``project_dir``.
-        model_version: ``"latest"`` (resolved once per run) or a version name.
+        model_version: an alias (``"production"``: the promoted version, the latest while none is
+            promoted), ``"latest"`` (resolved once per run) or a version name.
         registry_url: SQLAlchemy URL; "" = params ``registry.url`` / ``$OVC_REGISTRY_URL`` /
             ``<project>/data/registry.db``.
         prune: also unlink labels that are no longer in their file.

@@ -79,3 +79,28 @@ def test_promote_and_rollback_cli(engine, tmp_path):
     assert ls["aliases"] == {"candidate": "v2", "production": "v1"} and len(ls["history"]) == 4
     bad = run.invoke(app, ["registry", "promote", "nope", "--registry", url])
     assert bad.exit_code == 2 and "unknown model version 'nope'" in bad.stderr
+
+
+def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
+    """What the train-eval flow's promotion-gate task calls after `publish`."""
+    from ovc.config import Config
+    from ovc.registry.db import ENV_URL, open_registry
+    from ovc.registry.publish import receipt_path
+
+    monkeypatch.delenv(ENV_URL, raising=False)
+    cfg = Config()
+    cfg.paths.data = str(tmp_path)
+    cfg.promote.margin = 0.05
+    assert "skipped" in aliases.gate_published(cfg)  # nothing published yet
+    engine = open_registry(cfg)
+    _publish(engine, "v1", 0.5)
+    _publish(engine, "v2", 0.52)
+    path = receipt_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"model_version": "v1"}')
+    assert aliases.gate_published(cfg)["promoted"] is True
+    path.write_text('{"model_version": "v2"}')
+    res = aliases.gate_published(cfg)
+    assert res["promoted"] is False and "margin 0.05" in res["reason"]
+    assert aliases.list_aliases(engine) == {"candidate": "v2", "production": "v1"}
+    engine.dispose()
