@@ -17,9 +17,9 @@ from ovc.config import Config
 STAGES: dict[str, str] = {
     "ingest": "ovc.data.ingest:ingest",
     "clean": "ovc.data.clean:clean",
-    "attributes": "ovc.synth.attributes:attributes",
     "bootstrap_clip": "ovc.train.bootstrap:bootstrap_clip",
     "synth_labels": "ovc.synth.stage:synth_labels",
+    "attributes": "ovc.synth.attributes:attributes",
     "features": "ovc.train.features:features",
     "train": "ovc.train.loop:train",
     "evaluate": "ovc.evaluate.stage:evaluate",
