@@ -137,12 +137,12 @@ def stage_outputs(layout: DataLayout) -> dict[str, dict[str, list[Path]]]:
             "outs": [layout.clean_manifest, layout.clean_vocabulary, layout.clean_attributes],
             "metrics": [layout.clean_report],
         },
-        "attributes": {"outs": [layout.attributes], "metrics": []},
         "bootstrap_clip": {"outs": [layout.bootstrap_clip], "metrics": []},
         "synth_labels": {
             "outs": [layout.synth_labels_table, layout.synth_vocabulary],
             "metrics": [layout.synth_summary],
         },
+        "attributes": {"outs": [layout.attributes], "metrics": []},
         "features": {"outs": [layout.features], "metrics": []},
         "train": {"outs": [layout.trained], "metrics": []},
         "evaluate": {"outs": [layout.eval], "metrics": []},

@@ -17,9 +17,9 @@ from ovc.config import Config
 STAGES: dict[str, str] = {
     "ingest": "ovc.stages.ingest:ingest",
     "clean": "ovc.stages.clean:clean",
-    "attributes": "ovc.synth.attributes:attributes",
     "bootstrap_clip": "ovc.stages.bootstrap_clip:bootstrap_clip",
     "synth_labels": "ovc.synth.stage:synth_labels",
+    "attributes": "ovc.synth.attributes:attributes",
     "features": "ovc.train.features:features",
     "train": "ovc.train.loop:train",
     "evaluate": "ovc.stages.evaluate:evaluate",

@@ -164,12 +164,13 @@ class VideoEmbeddings:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else as given."""
+    """``"auto"`` -> this process's CUDA device when a GPU is visible, else ``"cpu"``; anything else
+    as given (:func:`ovc.models.device.resolve_device`, the one rule every stage uses)."""
     if device != "auto":
         return device
-    import torch
+    from ovc.models.device import resolve_device as _resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(_resolve("auto"))
 
 
 def _clip_of(method: Method) -> Any:

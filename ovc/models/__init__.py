@@ -8,4 +8,7 @@
 * :mod:`ovc.models.label_encoder` — LLM prefixes -> soft attributes -> prompt transformer ->
   CLIP text encoder (paper §3.1).
 * :mod:`ovc.models.baselines` — CLIP prompt / template / fixed-attribute / CoOp-style baselines.
+* :mod:`ovc.models.methods` — the one method registry (key -> builder, table name, trainable,
+  frozen trunk, base method) and the one factory every stage builds and loads methods with.
+* :mod:`ovc.models.device` — one device (``compute.device``) and mixed-precision policy for every stage.
 """

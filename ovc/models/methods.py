@@ -113,6 +113,8 @@ TRAINABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.tr
 CACHEABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.trainable and s.frozen_trunk)
 DISPLAY_NAMES: dict[str, str] = {n: s.display for n, s in METHODS.items()}
 ATTRIBUTES_FILE = "attributes/attributes.json"  # under paths.data: {label: [descriptions]} of clip_fixed_attributes (stage `attributes`)
+ATTRIBUTES_PROVENANCE = "attributes/provenance.json"  # under paths.data: where those descriptions came from
+HAND_WRITTEN = "hand-written"  # provenance of descriptions no LLM wrote (tables say "hand-written attributes")
 
 
 class UnknownMethodError(ValueError):
@@ -149,6 +151,12 @@ def read_attributes(cfg: Config) -> dict[str, list[str]] | None:
     """The clean attributes JSON {label: [descriptions]} (fixed-attribute baseline), or None."""
     path = attributes_path(cfg)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_attributes_provenance(cfg: Config) -> dict[str, Any] | None:
+    """The attributes stage's ``provenance.json`` (provider, model, prompt, K, failures), or None."""
+    path = Path(cfg.paths.data) / ATTRIBUTES_PROVENANCE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -289,9 +289,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     result = {**metrics, "calibrated_threshold": thresholds.get(main)}
     write_metrics_json(result, out / "metrics.json")
     # the fixed-attributes row says where its descriptions came from: an LLM, or a hand-written file
-    from ovc.synth.attributes import HAND_WRITTEN, read_provenance
+    from ovc.models.methods import HAND_WRITTEN, read_attributes_provenance
 
-    provenance = read_provenance(cfg) or {}
+    provenance = read_attributes_provenance(cfg) or {}
     display = {"clip_fixed_attributes": "CLIP with hand-written attributes"} if provenance.get("provider") == HAND_WRITTEN else None
     tables = write_results_tables(metrics, out, display_names=display)
     # plots: F1 vs threshold per method and split (Fig. 6), PR curves of the main method per split

@@ -32,8 +32,9 @@ from ovc.config import Config
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("hand-written", "seq2seq", "openai-compatible")
-HAND_WRITTEN = "hand-written"
+from ovc.models.methods import ATTRIBUTES_FILE, ATTRIBUTES_PROVENANCE, HAND_WRITTEN, read_attributes_provenance
+
+PROVIDERS = (HAND_WRITTEN, "seq2seq", "openai-compatible")
 
 
 class AttributesError(RuntimeError):
@@ -41,13 +42,10 @@ class AttributesError(RuntimeError):
 
 
 def attributes_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "attributes"
+    return (Path(cfg.paths.data) / ATTRIBUTES_FILE).parent
 
 
-def read_provenance(cfg: Config) -> dict[str, Any] | None:
-    """``provenance.json`` of the attributes stage, or None when it has not run."""
-    p = attributes_dir(cfg) / "provenance.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+read_provenance = read_attributes_provenance  # the models layer reads what this stage writes
 
 
 def parse_descriptions(reply: str, k: int) -> list[str]:
@@ -130,7 +128,6 @@ def attributes(cfg: Config) -> dict[str, Any]:
     labels = sorted(set(read_vocabulary(clean / "vocabulary.parquet")["label"]))
     if not labels:
         raise AttributesError(f"{clean / 'vocabulary.parquet'} holds no label")
-    out = attributes_dir(cfg)
     prov: dict[str, Any] = {"provider": ac.provider, "k": ac.k, "labels": len(labels)}
     result: dict[str, list[str]] = {}
     failed: dict[str, str] = {}
@@ -183,6 +180,6 @@ def attributes(cfg: Config) -> dict[str, Any]:
     if failed:
         log.warning("attributes: %d of %d labels without descriptions (see provenance.json 'failed')", len(failed), len(labels))
     prov.update(described=len(result), failed=failed, seconds=round(time.time() - t0, 2))
-    atomic_write_json(out / "attributes.json", result)
-    atomic_write_json(out / "provenance.json", prov)
+    atomic_write_json(Path(cfg.paths.data) / ATTRIBUTES_FILE, result)
+    atomic_write_json(Path(cfg.paths.data) / ATTRIBUTES_PROVENANCE, prov)
     return {k: v for k, v in prov.items() if k != "failed"} | {"failed": len(failed)}
