@@ -57,6 +57,16 @@ class DataLayout:
     def attributes(self) -> Path:
         return self.root / "attributes"
 
+    @property
+    def attributes_file(self) -> Path:
+        """{label: [descriptions]} that ``clip_fixed_attributes`` reads."""
+        return self.attributes / "attributes.json"
+
+    @property
+    def attributes_provenance(self) -> Path:
+        """Where those descriptions came from (provider, model, prompt, failures)."""
+        return self.attributes / "provenance.json"
+
     # models
     @property
     def models(self) -> Path:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ovc.config import Config
+from ovc.paths import DataLayout
 
 if TYPE_CHECKING:  # torch-heavy imports stay lazy: the registry is read by light modules too
     import torch
@@ -113,7 +114,7 @@ TRAINABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.tr
 CACHEABLE_METHODS: tuple[str, ...] = tuple(n for n, s in METHODS.items() if s.trainable and s.frozen_trunk)
 DISPLAY_NAMES: dict[str, str] = {n: s.display for n, s in METHODS.items()}
 ATTRIBUTES_FILE = "attributes/attributes.json"  # under paths.data: {label: [descriptions]} of clip_fixed_attributes (stage `attributes`)
-ATTRIBUTES_PROVENANCE = "attributes/provenance.json"  # under paths.data: where those descriptions came from
+
 HAND_WRITTEN = "hand-written"  # provenance of descriptions no LLM wrote (tables say "hand-written attributes")
 
 
@@ -135,7 +136,7 @@ def method_spec(name: str) -> MethodSpec:
 
 def run_dir(cfg: Config, name: str) -> Path:
     """Where a method's checkpoints and final weights live (``<data>/models/trained/<method>``)."""
-    return Path(cfg.paths.data) / "models" / "trained" / name
+    return DataLayout.of(cfg).run_dir(name)
 
 
 def weights_path(cfg: Config, name: str) -> Path | None:
@@ -144,7 +145,11 @@ def weights_path(cfg: Config, name: str) -> Path | None:
 
 
 def attributes_path(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / ATTRIBUTES_FILE
+    return DataLayout.of(cfg).attributes_file
+
+
+def provenance_path(cfg: Config) -> Path:
+    return DataLayout.of(cfg).attributes_provenance
 
 
 def read_attributes(cfg: Config) -> dict[str, list[str]] | None:
@@ -155,7 +160,7 @@ def read_attributes(cfg: Config) -> dict[str, list[str]] | None:
 
 def read_attributes_provenance(cfg: Config) -> dict[str, Any] | None:
     """The attributes stage's ``provenance.json`` (provider, model, prompt, K, failures), or None."""
-    path = Path(cfg.paths.data) / ATTRIBUTES_PROVENANCE
+    path = provenance_path(cfg)
     return json.loads(path.read_text()) if path.is_file() else None
 
 

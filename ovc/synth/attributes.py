@@ -1,4 +1,5 @@
-"""Stage ``attributes``: K short visual descriptions per label for the fixed-LLM-attributes baseline
+"""K short visual descriptions per label for the fixed-LLM-attributes baseline (the ``attributes``
+stage, :mod:`ovc.stages.attributes`, writes them)
 (paper §3.1 "Fixed LLM prompting", after Menon & Vondrick; §4.2 "CLIP with Fixed LLM Prompts").
 
 Providers (``attributes.provider``):
@@ -24,7 +25,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,13 @@ from ovc.config import Config
 
 log = logging.getLogger(__name__)
 
-from ovc.models.methods import ATTRIBUTES_FILE, ATTRIBUTES_PROVENANCE, HAND_WRITTEN, read_attributes_provenance
+from ovc.models.methods import HAND_WRITTEN, read_attributes_provenance
 
 PROVIDERS = (HAND_WRITTEN, "seq2seq", "openai-compatible")
 
 
 class AttributesError(RuntimeError):
     """The attributes stage cannot run (missing model dir, no labels, every label failed)."""
-
-
-def attributes_dir(cfg: Config) -> Path:
-    return (Path(cfg.paths.data) / ATTRIBUTES_FILE).parent
 
 
 read_provenance = read_attributes_provenance  # the models layer reads what this stage writes
@@ -115,24 +111,32 @@ class _Endpoint:
         return out
 
 
-def attributes(cfg: Config) -> dict[str, Any]:
-    """Write ``<data>/attributes/{attributes,provenance}.json`` for every label of the clean vocabulary."""
-    from ovc.data.manifest import atomic_write_json, read_vocabulary
+def describe_labels(cfg: Config, labels: list[str], hand_written: Path, cache_root: Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """K descriptions per label from ``attributes.provider`` (cached replies are never asked again).
+
+    Args:
+        cfg: the whole config (``attributes.*``; ``llm`` for the seq2seq provider's defaults).
+        labels: the labels to describe.
+        hand_written: the dataset's own ``{label: [descriptions]}`` file (``hand-written`` provider).
+        cache_root: where replies are cached by (label, prompt, model, provider, K).
+
+    Returns:
+        ({label: [descriptions]} of the labels that got at least one, provenance with ``failed``
+        {label: reason} for the others).
+
+    Raises:
+        AttributesError: unknown provider, or no label got a description.
+    """
     from ovc.synth.providers import ReplyCache
 
     ac = cfg.attributes
     if ac.provider not in PROVIDERS:
         raise AttributesError(f"unknown attributes.provider {ac.provider!r}; known: {', '.join(PROVIDERS)}")
-    t0 = time.time()
-    clean = Path(cfg.paths.data) / "clean"
-    labels = sorted(set(read_vocabulary(clean / "vocabulary.parquet")["label"]))
-    if not labels:
-        raise AttributesError(f"{clean / 'vocabulary.parquet'} holds no label")
     prov: dict[str, Any] = {"provider": ac.provider, "k": ac.k, "labels": len(labels)}
     result: dict[str, list[str]] = {}
     failed: dict[str, str] = {}
     if ac.provider == HAND_WRITTEN:
-        src = clean / "attributes.json"
+        src = hand_written
         given = json.loads(src.read_text()) if src.is_file() else {}
         for label in labels:
             descs = [d for d in given.get(label, []) if isinstance(d, str) and d.strip()][: ac.k]
@@ -142,7 +146,7 @@ def attributes(cfg: Config) -> dict[str, Any]:
                 failed[label] = f"no hand-written description in {src}"
         prov.update(source=str(src), model="", prompt="")
     else:
-        cache = ReplyCache(Path(ac.cache_dir) if ac.cache_dir else Path(cfg.paths.data) / "cache" / "attributes")
+        cache = ReplyCache(cache_root)
         model_id = ac.model
         asker = _Seq2Seq(cfg) if ac.provider == "seq2seq" else _Endpoint(cfg, cache.root)
         prompts = {label: ac.prompt.replace("{label}", label).replace("{k}", str(ac.k)) for label in labels}
@@ -179,7 +183,5 @@ def attributes(cfg: Config) -> dict[str, Any]:
         raise AttributesError(f"attributes ({ac.provider}): no label got a description; first failure: {next(iter(failed.items()), None)}")
     if failed:
         log.warning("attributes: %d of %d labels without descriptions (see provenance.json 'failed')", len(failed), len(labels))
-    prov.update(described=len(result), failed=failed, seconds=round(time.time() - t0, 2))
-    atomic_write_json(Path(cfg.paths.data) / ATTRIBUTES_FILE, result)
-    atomic_write_json(Path(cfg.paths.data) / ATTRIBUTES_PROVENANCE, prov)
-    return {k: v for k, v in prov.items() if k != "failed"} | {"failed": len(failed)}
+    prov.update(described=len(result), failed=failed)
+    return result, prov

@@ -13,13 +13,12 @@ moment leaves either a complete checkpoint or none; resume picks the newest comp
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -28,29 +27,6 @@ from ovc.models.methods import load_weights  # noqa: F401 (one reader of weights
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "epoch_"
-
-
-@contextlib.contextmanager
-def atomic_replace_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory beside ``final``; on success it replaces ``final`` whole (rename).
-
-    A failure leaves ``final`` as it was; a kill leaves at most a hidden ``.name.*`` temp dir.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        yield tmp
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old.{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _clone_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ class TrainData:
 
     def __init__(self, cfg: Config, method: str = ""):
         from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path
-        from ovc.synth.stage import merged_train_labels, merged_train_vocabulary
+        from ovc.synth.table import merged_train_labels, merged_train_vocabulary
 
         clean = Path(cfg.paths.data) / "clean"
         manifest_path = clean / "manifest.parquet"

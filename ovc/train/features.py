@@ -1,4 +1,5 @@
-"""Stage ``features``: cache the frozen CLIP trunk outputs the temporal branch needs (optional).
+"""The feature cache: frozen CLIP trunk outputs the temporal branch needs (optional; the
+``features`` stage, :mod:`ovc.stages.features`, builds it).
 
 CLIP's vision tower is frozen (paper §3.2), so for a fixed set of frames its outputs never change
 during training: the unit-norm frame embeddings (B, F, D) and the tokens entering the last T
@@ -19,25 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from ovc.config import Config
+from ovc.paths import DataLayout
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+FEATURE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class StaleFeaturesError(RuntimeError):
     """The cache was built from other weights, frames or data; the message says what to re-run."""
-
-
-def features_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "features"
 
 
 def cache_fingerprint(cfg: Config) -> str:
@@ -56,62 +51,6 @@ def cache_fingerprint(cfg: Config) -> str:
     return h.hexdigest()[:16]
 
 
-def features(cfg: Config) -> dict[str, Any]:
-    """Build (``features.enabled``) or clear the cache of the training split's trunk outputs."""
-    from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    from ovc.config import VideoEncoderConfig
-    from ovc.data.loader import ClipLoader, to_model_input
-    from ovc.models.clip import create_clip
-    from ovc.models.device import autocast, resolve_device
-    from ovc.models.pretrained import resolve_clip_config
-    from ovc.models.video_encoder import VideoEncoder
-    from ovc.train.checkpoint import atomic_replace_dir
-    from ovc.train.data import TrainData
-
-    out = features_dir(cfg)
-    t0 = time.time()
-    if not cfg.features.enabled:
-        with atomic_replace_dir(out) as tmp:
-            (tmp / "index.json").write_text(json.dumps({"enabled": False}, indent=2))
-        return {"enabled": False, "dir": str(out)}
-    if cfg.features.dtype not in _DTYPES:
-        raise ValueError(f"features.dtype must be one of {sorted(_DTYPES)}, got {cfg.features.dtype!r}")
-
-    torch.set_num_threads(max(1, cfg.features.threads))
-    device = resolve_device(cfg.compute.device)
-    clip = create_clip(resolve_clip_config(cfg), device=device)
-    encoder = VideoEncoder(clip, VideoEncoderConfig(temporal_layers=cfg.video_encoder.temporal_layers, use_temporal=True))
-    data = TrainData(cfg)
-    loader = ClipLoader.from_config(cfg, data.paths, stage="features", device=device)
-    embeds, tokens, ids = [], [], []
-    bs = cfg.features.batch_size
-    for batch in tqdm(loader.sequential(bs), total=-(-len(data) // bs), desc="features", disable=None):
-        if batch.frames is None:
-            continue
-        with autocast(device, cfg.compute.amp):
-            feats = encoder.encode_trunk(to_model_input(batch.frames, device, clip.image_mean, clip.image_std))  # (B, F, 3, H, W)
-        embeds.append(feats.embeds.float().cpu())
-        tokens.append(feats.tokens.to(_DTYPES[cfg.features.dtype]).cpu())
-        ids += [data.video_ids[i] for i in batch.indices]
-    skipped = [f.message for f in loader.failures]
-    if not ids:
-        raise ValueError("features: no readable training video")
-    index = {
-        "enabled": True,
-        "fingerprint": cache_fingerprint(cfg),
-        "video_ids": ids,
-        "dtype": cfg.features.dtype,
-        "skipped": skipped,
-    }
-    with atomic_replace_dir(out) as tmp:
-        save_file({"embeds": torch.cat(embeds).contiguous(), "tokens": torch.cat(tokens).contiguous()}, str(tmp / "train.safetensors"))
-        (tmp / "index.json").write_text(json.dumps(index, indent=2))
-    size = (out / "train.safetensors").stat().st_size
-    return {"enabled": True, "videos": len(ids), "skipped": len(skipped), "bytes": size, "seconds": round(time.time() - t0, 1)}
-
-
 class FeatureCache:
     """Cached trunk outputs of the training split, looked up by video id."""
 
@@ -125,7 +64,7 @@ class FeatureCache:
         """Open the cache; raise StaleFeaturesError when it does not match the current weights/data."""
         from safetensors.torch import load_file
 
-        d = features_dir(cfg)
+        d = DataLayout.of(cfg).features
         index_path = d / "index.json"
         if not index_path.exists() or not json.loads(index_path.read_text()).get("enabled"):
             raise StaleFeaturesError(f"features.enabled is true but {d} holds no cache: run `ovc stage features`")

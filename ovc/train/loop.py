@@ -497,15 +497,3 @@ _WORKER_ENV = (
     "OVC_PARAMS",
     "PYTHONPATH",
 )
-
-
-def train(cfg: Config) -> dict[str, Any]:
-    """Stage ``train``: train every method in ``cfg.train.methods`` (resuming where a run stopped)."""
-    results = {}
-    for method, r in train_methods(cfg, list(cfg.train.methods)).items():
-        results[method] = {"final_loss": r["history"][-1]["loss"] if r["history"] else None, "epochs": len(r["history"])}
-    summary = {"methods": results}
-    out = Path(cfg.paths.data) / "models" / "train_summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
-    return summary

@@ -85,7 +85,7 @@ def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
     """What the train-eval flow's promotion-gate task calls after `publish`."""
     from ovc.config import Config
     from ovc.registry.db import ENV_URL, open_registry
-    from ovc.registry.publish import receipt_path
+    from ovc.stages.publish import receipt_path
 
     monkeypatch.delenv(ENV_URL, raising=False)
     cfg = Config()

@@ -22,7 +22,8 @@ from ovc.data.synthworld import write_mp4
 from ovc.pipeline import STAGES, run_stage
 from ovc.synth.labels import normalize_label, parse_label_list
 from ovc.synth.providers import OpenAICompatibleProvider, SynthProviderError
-from ovc.synth.stage import SynthLabelsError, merged_train_labels, merged_train_vocabulary, read_synth_labels, synth_labels
+from ovc.stages.synth_labels import synth_labels
+from ovc.synth.table import SynthLabelsError, merged_train_labels, merged_train_vocabulary, read_synth_labels
 
 VOCAB = ["dog", "Red Ball", "playing guitar"]
 

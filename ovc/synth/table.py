@@ -1,5 +1,6 @@
-"""Stage ``synth_labels``: extra training labels from a multimodal model (paper §4.4, "+ Synthetic
-Labels" rows of Tables 1-2), with provenance, and their merge into the training data.
+"""The synthetic-label table (paper §4.4, "+ Synthetic Labels" rows of Tables 1-2): provider answers
+-> normalised rows with provenance, its I/O, and its merge into the training data. The stage that
+asks the provider is :mod:`ovc.stages.synth_labels`.
 
 Inputs: ``<data>/clean/manifest.parquet`` (videos of ``synth_labels.splits``, default ``train``),
 ``<data>/clean/vocabulary.parquet`` (the training vocabulary = the candidate labels), and for the
@@ -27,10 +28,8 @@ them: the ablation row).
 
 from __future__ import annotations
 
-import dataclasses
 
 import logging
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ from typing import Any
 import pandas as pd
 
 from ovc.config import Config
-from ovc.synth.labels import LABEL_COLUMNS, SYNTH_LABELS_SCHEMA, SYNTHETIC_VERTICAL, guess_kind, normalize_label
+from ovc.paths import DataLayout
+from ovc.synth.labels import LABEL_COLUMNS, SYNTH_LABELS_SCHEMA, normalize_label
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,6 @@ class SynthLabelsError(RuntimeError):
     """The stage cannot produce labels (every video failed, inputs missing); names the cause."""
 
 
-def synth_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "synth_labels"
-
-
-def cache_dir(cfg: Config) -> Path:
-    return Path(cfg.synth_labels.cache_dir) if cfg.synth_labels.cache_dir else Path(cfg.paths.data) / "cache" / "synth_labels"
-
-
-# --------------------------------------------------------------------------------------------------
-# Normalising a provider's answer
-# --------------------------------------------------------------------------------------------------
 class LabelNormalizer:
     """Maps raw labels onto the vocabulary (see module docstring); counts what it drops."""
 
@@ -123,117 +112,6 @@ def answer_rows(
 
 
 # --------------------------------------------------------------------------------------------------
-# The stage
-# --------------------------------------------------------------------------------------------------
-def _decode_ahead(cfg: Config, provider: Any, items: list) -> Any:
-    """For a provider that takes the stage's frames (clip-tagger: its CLIP's input size), answers in
-    item order with the clips decoded by the one video data path (DataLoader workers ahead,
-    ``reader.max_pixels``, bad files warned by name); None for providers that decode themselves
-    (the VLM providers look their replies up in a cache before decoding anything)."""
-    size = getattr(provider, "frame_size", None)
-    if size is None:
-        return None
-    from ovc.data.loader import ClipDataset, ClipLoader
-
-    ds = ClipDataset([it.path for it in items], cfg.synth_labels.num_frames, size, "uniform", cfg.reader.max_pixels)
-    loader = ClipLoader(ds, cfg.reader.loader_workers, getattr(provider, "device", "cpu"), stage="synth_labels")
-
-    def answers():
-        from ovc.synth.providers import ProviderAnswer
-
-        for batch in loader.batches([[i] for i in range(len(items))]):
-            for f in batch.failures:
-                yield ProviderAnswer(error=f.message)
-            if batch.frames is not None:
-                it = items[batch.indices[0]]
-                yield provider.label_video(dataclasses.replace(it, frames=batch.frames[0]))
-
-    return answers()
-
-
-def synth_labels(cfg: Config) -> dict[str, Any]:
-    """Label ``synth_labels.splits`` videos with the configured provider; write labels + summary."""
-    from ovc.data.manifest import atomic_write_json, data_roots, read_manifest, read_vocabulary, resolve_video_path, write_vocabulary
-    from ovc.data.schemas import validate
-    from ovc.synth.providers import VideoItem, create_provider
-
-    sc = cfg.synth_labels
-    t0 = time.time()
-    clean = Path(cfg.paths.data) / "clean"
-    manifest_path = clean / "manifest.parquet"
-    manifest = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
-    vocab_df = read_vocabulary(clean / "vocabulary.parquet")
-    vocabulary = sorted(vocab_df.loc[vocab_df["vocab"] == "train", "label"].tolist())
-    videos = manifest[manifest["split"].isin(sc.splits)]
-    if sc.max_videos > 0:
-        videos = videos.head(sc.max_videos)
-    if len(videos) == 0:
-        raise SynthLabelsError(f"{manifest_path}: no videos in split(s) {sc.splits}")
-
-    provider = create_provider(cfg, vocabulary, cache_dir(cfg))
-    norm = LabelNormalizer(vocabulary, sc.keep_unknown, sc.max_label_chars)
-    rows: list[dict[str, Any]] = []
-    failed: dict[str, str] = {}
-    cached = requests = 0
-    from tqdm.auto import tqdm
-
-    items = [VideoItem(vid, str(resolve_video_path(manifest_path, path))) for vid, path in zip(videos["video_id"], videos["path"])]
-    decoded = _decode_ahead(cfg, provider, items)
-    for item, existing in tqdm(
-        list(zip(items, videos["labels"])), desc=f"synth_labels ({sc.provider})", leave=False, disable=None
-    ):
-        vid = item.video_id
-        answer = next(decoded) if decoded is not None else provider.label_video(item)
-        cached += int(answer.cached)
-        requests += answer.requests
-        if answer.error is not None:
-            failed[vid] = answer.error
-            log.warning("synth_labels: %s: %s", vid, answer.error)
-            continue
-        rows += answer_rows(vid, list(existing), answer.labels, norm, provider.name, provider.model, sc.threshold, sc.top_k)
-    if failed and len(failed) == len(videos):
-        first = next(iter(failed.items()))
-        raise SynthLabelsError(f"synth_labels: all {len(videos)} videos failed with provider {sc.provider!r}; first: {first[0]}: {first[1]}")
-
-    out = synth_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows, columns=LABEL_COLUMNS).astype(
-        {"score": float, "in_vocabulary": bool, "already_labelled": bool, "video_id": "str", "label": "str", "provider": "str", "model": "str"}
-    )
-    write_synth_labels(table, out / "labels.parquet")
-    new_labels = sorted(set(table.loc[~table["in_vocabulary"], "label"]))
-    additions = pd.DataFrame(
-        [{"label": lab, "vertical": SYNTHETIC_VERTICAL, "kind": guess_kind(lab), "vocab": "train"} for lab in new_labels],
-        columns=["label", "vertical", "kind", "vocab"],
-    ).astype("str")  # typed even when empty
-    write_vocabulary(additions, out / "vocabulary.parquet")
-    validate(table, SYNTH_LABELS_SCHEMA, str(out / "labels.parquet"))
-    summary = {
-        "provider": sc.provider,
-        "model": provider.model,
-        "videos": len(videos),
-        "videos_labelled": int(table["video_id"].nunique()),
-        "failed": len(failed),
-        "failed_ids": sorted(failed)[:SUMMARY_IDS],
-        "failed_errors": dict(sorted(failed.items())[:SUMMARY_IDS]),
-        "cache_hits": cached,
-        "requests": requests,
-        "labels": len(table),
-        "labels_new_to_video": int((~table["already_labelled"]).sum()),
-        "labels_in_vocabulary": int(table["in_vocabulary"].sum()),
-        "labels_added_to_vocabulary": new_labels[:SUMMARY_IDS],
-        "dropped": dict(sorted(norm.dropped.items())),
-        "unknown_labels_seen": dict(norm.unknown_seen.most_common(20)),
-        "top_labels": dict(Counter(table["label"]).most_common(20)),
-        "merge_into_train": sc.merge_into_train,
-        "seconds": round(time.time() - t0, 2),
-    }
-    atomic_write_json(out / "summary.json", summary)
-    log.info("synth_labels: %d labels on %d/%d videos (%d failed, %d cached)", len(table), summary["videos_labelled"], len(videos), len(failed), cached)
-    return summary
-
-
-# --------------------------------------------------------------------------------------------------
 # Reading / merging (called by the train stage)
 # --------------------------------------------------------------------------------------------------
 def write_synth_labels(df: pd.DataFrame, path: str | Path) -> None:
@@ -286,7 +164,7 @@ def merged_train_labels(cfg: Config, df: pd.DataFrame, method: str = "") -> pd.D
 
     if not uses_synthetic_labels(cfg, method):
         return df
-    synth = read_synth_labels(synth_dir(cfg) / "labels.parquet")
+    synth = read_synth_labels(DataLayout.of(cfg).synth_labels_table)
     extra: dict[str, list[str]] = {}
     for vid, label in zip(synth["video_id"], synth["label"]):
         extra.setdefault(vid, []).append(label)
@@ -305,6 +183,6 @@ def merged_train_vocabulary(cfg: Config, vocabulary: list[str], method: str = ""
 
     if not uses_synthetic_labels(cfg, method):
         return vocabulary
-    path = synth_dir(cfg) / "vocabulary.parquet"
+    path = DataLayout.of(cfg).synth_vocabulary
     added = read_vocabulary(path)["label"].tolist() if path.is_file() else []
     return sorted(set(vocabulary) | set(added))
