@@ -22,6 +22,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from ovc.paths import anchored
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 ARTIFACT_KEY = "classify-collection"
 
@@ -39,8 +41,7 @@ def run_predict(project_dir: str, source: str, vocab: str, output: str, model_ve
 
     project = Path(project_dir)
     cfg = load_config(project / "params.yaml", overrides or None)
-    data = Path(cfg.paths.data)
-    cfg.paths.data = str(data if data.is_absolute() else project / data)
+    cfg = anchored(cfg, project)
     summary = predict(_under(project, source), vocab, _under(project, output), cfg=cfg, model_version=model_version,
                       threshold=threshold, segments=segments, progress=False)
     return summary.to_dict()

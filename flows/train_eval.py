@@ -64,6 +64,7 @@ from prefect.tasks import exponential_backoff
 from ovc.config import QUICK_OVERRIDES, apply_overrides, dump_params, load_config
 from ovc.errors import markdown_cell
 from ovc.fileio import atomic_write_bytes
+from ovc.paths import DataLayout, anchored
 from ovc.pipeline import STAGES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repository this flow file lives in
@@ -261,8 +262,7 @@ def parse_dvc_status(output: str) -> dict[str, str]:
 
 def data_root(project_dir: Path) -> Path:
     """The project's data root (``paths.data`` of its params.yaml, relative to the project)."""
-    data = Path(load_config(project_dir / "params.yaml").paths.data)
-    return data if data.is_absolute() else project_dir / data
+    return DataLayout.of(anchored(load_config(project_dir / "params.yaml"), project_dir)).root
 
 
 def report_markdown(

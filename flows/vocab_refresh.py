@@ -28,7 +28,6 @@ unreachable after the retries fails the run (after the other vocabularies were p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import threading
@@ -44,6 +43,7 @@ from prefect.tasks import exponential_backoff
 from ovc.config import load_config
 from ovc.errors import InputError, OvcError, markdown_cell
 from ovc.infer.published import load_published
+from ovc.paths import anchored
 from ovc.registry import (
     latest_model_version,
     open_registry,
@@ -73,9 +73,7 @@ def resolve_registry_url(project_dir: Path, url: str = "", params_file: Optional
     """The registry URL: ``url`` > params ``registry.url`` > ``$OVC_REGISTRY_URL`` > ``<project>/<data>/registry.db``."""
     params = Path(params_file) if params_file else project_dir / "params.yaml"
     cfg = load_config(params if params.exists() else None)
-    data = Path(cfg.paths.data)
-    if not data.is_absolute():  # the default SQLite file lives under the project, whatever the cwd
-        cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, data=str(project_dir / data)))
+    cfg = anchored(cfg, project_dir)  # the default SQLite file lives under the project, whatever the cwd
     return resolve_url(cfg, url=url)
 
 

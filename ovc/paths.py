@@ -120,6 +120,11 @@ class DataLayout:
         return self.root / "eval"
 
     @property
+    def eval_metrics(self) -> Path:
+        """metrics.json of the evaluate stage (calibrated thresholds included)."""
+        return self.eval / "metrics.json"
+
+    @property
     def publish_receipt(self) -> Path:
         return self.root / "publish" / "receipt.json"
 
@@ -158,3 +163,14 @@ def stage_outputs(layout: DataLayout) -> dict[str, dict[str, list[Path]]]:
         "evaluate": {"outs": [layout.eval], "metrics": []},
         "publish": {"outs": [layout.publish_receipt], "metrics": []},
     }
+
+
+def anchored(cfg: Any, project_dir: Path) -> Any:
+    """``cfg`` with a relative ``paths.data`` made absolute under ``project_dir`` (flows run from any
+    working directory; the project's data stays where its params say). Returns a copy."""
+    import dataclasses
+
+    data = Path(cfg.paths.data)
+    if data.is_absolute():
+        return cfg
+    return dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, data=str(Path(project_dir) / data)))

@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from ovc.models.methods import CACHEABLE_METHODS as _CACHEABLE, method_spec
+from ovc.models.methods import CACHEABLE_METHODS as _CACHEABLE
+from ovc.models.methods import method_spec
 
 # the train stage's methods whose video side is the frozen trunk (vificlip fine-tunes CLIP: no cache);
 # ours_synth is ours on other labels, so it adds nothing to measure
@@ -38,12 +39,12 @@ CACHEABLE_METHODS = tuple(m for m in _CACHEABLE if method_spec(m).builds == m)
 
 def bench_feature_cache(quick: bool = False) -> dict[str, Any]:
     from ovc.config import ClipConfig, load_config
-    from ovc.models.methods import build_method, method_clip
-    from ovc.models.clip import create_clip, save_clip_local_dir
-    from ovc.pipeline import run_stage
-    from ovc.train.features import FeatureCache
     from ovc.data.loader import ClipLoader, to_model_input
+    from ovc.models.clip import create_clip, save_clip_local_dir
+    from ovc.models.methods import build_method, method_clip
+    from ovc.pipeline import run_stage
     from ovc.train.data import TrainData
+    from ovc.train.features import FeatureCache
     from ovc.train.loop import train_methods
 
     torch.set_num_threads(2)

@@ -36,8 +36,8 @@ def _offline_model(device: str = "cpu"):
 
     from ovc.config import Config
     from ovc.infer.published import PublishedModel
-    from ovc.models.methods import create_method
     from ovc.models.clip import create_clip
+    from ovc.models.methods import create_method
 
     cfg = Config()
     torch.manual_seed(0)

@@ -186,7 +186,11 @@ def vocab_add(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Add labels to a vocabulary; only labels without an embedding for the version are encoded."""
-    from ovc.infer.published import PublishedModelError, build_published, get_model_version
+    from ovc.infer.published import (
+        PublishedModelError,
+        build_published,
+        get_model_version,
+    )
     from ovc.registry.store import RegistryError, add_labels, latest_model_version
 
     _quiet_logging()

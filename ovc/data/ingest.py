@@ -60,7 +60,13 @@ def ingest_synthworld(cfg: Config, out_dir: Path) -> dict[str, Any]:
     Clips whose rendering fails are counted, named in the summary and left out of the manifest.
     """
     from ovc.data.manifest import atomic_write_json, write_manifest, write_vocabulary
-    from ovc.data.synthworld import WORLD, manifest_rows, plan_world, render_all, resolve_workers
+    from ovc.data.synthworld import (
+        WORLD,
+        manifest_rows,
+        plan_world,
+        render_all,
+        resolve_workers,
+    )
 
     w = cfg.world
     specs = plan_world(

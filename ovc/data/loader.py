@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ovc.data.video import DEFAULT_MAX_PIXELS, SAMPLINGS, VideoReadError, normalize_frames, read_frames
+from ovc.data.video import (
+    DEFAULT_MAX_PIXELS,
+    SAMPLINGS,
+    VideoReadError,
+    normalize_frames,
+    read_frames,
+)
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ manifest (clean, synth_labels, train, evaluate) passes ``roots=data_roots(cfg)``
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ovc.fileio import atomic_write_bytes, atomic_write_json
 from ovc.data.schemas import (
     MANIFEST_SCHEMA,
     RAW_MANIFEST_SCHEMA,
@@ -35,6 +34,7 @@ from ovc.data.schemas import (
     ManifestSchemaError,
     validate,
 )
+from ovc.fileio import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "ManifestSchemaError",

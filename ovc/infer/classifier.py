@@ -407,7 +407,13 @@ class Classifier:
         from tqdm.auto import tqdm
 
         from ovc.data.video import VideoReadError, read_frames
-        from ovc.infer.segments import check_window, merge_windows, video_timing, window_frame_indices, window_starts
+        from ovc.infer.segments import (
+            check_window,
+            merge_windows,
+            video_timing,
+            window_frame_indices,
+            window_starts,
+        )
 
         if isinstance(videos, (str, os.PathLike)):
             videos = [videos]

@@ -25,6 +25,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ovc.paths import DataLayout
+
 if TYPE_CHECKING:
     from ovc.config import Config
 
@@ -47,8 +49,8 @@ def resolve_url(cfg: Config | None = None, url: str = "") -> str:
         return cfg.registry.url
     if os.environ.get(ENV_URL):
         return os.environ[ENV_URL]
-    data = Path(cfg.paths.data) if cfg is not None else Path("data")
-    return f"sqlite:///{(data / 'registry.db').as_posix()}"
+    layout = DataLayout.of(cfg) if cfg is not None else DataLayout(Path("data"))
+    return f"sqlite:///{layout.registry_db.as_posix()}"
 
 
 def _is_sqlite_memory(url: Any) -> bool:

@@ -6,10 +6,10 @@ Every function takes an ``Engine`` (own read session, no lock) or a ``Session`` 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 
 from ovc.registry.errors import NotFoundError, RegistryError
 from ovc.registry.labels import LabelSpec
-from ovc.registry.models import Label, LabelEmbedding, ModelVersion, Threshold, Vocabulary, VocabularyLabel
+from ovc.registry.models import (
+    Label,
+    LabelEmbedding,
+    ModelVersion,
+    Threshold,
+    Vocabulary,
+    VocabularyLabel,
+)
 from ovc.registry.transactions import Target, chunks, read_session, text_order
 
 log = logging.getLogger(__name__)

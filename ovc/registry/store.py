@@ -64,7 +64,13 @@ from ovc.registry.labels import (  # noqa: F401 - re-exported
     sha256_file,
     validate_labels,
 )
-from ovc.registry.models import Label, LabelEmbedding, ModelVersion, Vocabulary, VocabularyLabel
+from ovc.registry.models import (
+    Label,
+    LabelEmbedding,
+    ModelVersion,
+    Vocabulary,
+    VocabularyLabel,
+)
 from ovc.registry.queries import (  # noqa: F401 - re-exported
     ARTIFACTS_KEY,
     ModelVersionInfo,
@@ -85,8 +91,17 @@ from ovc.registry.queries import (  # noqa: F401 - re-exported
     reusable_vectors,
 )
 from ovc.registry.thresholds import get_threshold, label_thresholds, set_threshold  # noqa: F401 - re-exported
-from ovc.registry.thresholds import store_threshold as _set_threshold  # one name the publish test can patch
-from ovc.registry.transactions import CHUNK, Target, chunks, insert_ignore, read_session, write_transaction
+from ovc.registry.thresholds import (
+    store_threshold as _set_threshold,  # one name the publish test can patch
+)
+from ovc.registry.transactions import (
+    CHUNK,
+    Target,
+    chunks,
+    insert_ignore,
+    read_session,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 

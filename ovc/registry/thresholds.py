@@ -20,7 +20,11 @@ from sqlalchemy.orm import Session
 from ovc.registry.errors import NotFoundError, RegistryError
 from ovc.registry.labels import normalize_label
 from ovc.registry.models import Label, Threshold, Vocabulary, threshold_target
-from ovc.registry.queries import find_label_ids, find_vocabulary_id, resolve_model_version
+from ovc.registry.queries import (
+    find_label_ids,
+    find_vocabulary_id,
+    resolve_model_version,
+)
 from ovc.registry.transactions import Target, read_session, write_transaction
 
 

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request  # module level: FastAPI resolves the handlers' (string) annotations here
+from fastapi import (
+    Request,  # module level: FastAPI resolves the handlers' (string) annotations here
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -217,7 +219,14 @@ def create_app(state: ServiceState) -> FastAPI:
     from fastapi import FastAPI
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
     from starlette.datastructures import UploadFile
 
     reg = CollectorRegistry()

@@ -11,7 +11,14 @@ from typing import Any
 
 from ovc.config import Config
 from ovc.data.clean import clean_tables, filter_attributes
-from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, rebase_paths, write_manifest, write_vocabulary
+from ovc.data.manifest import (
+    data_roots,
+    read_manifest,
+    read_vocabulary,
+    rebase_paths,
+    write_manifest,
+    write_vocabulary,
+)
 from ovc.fileio import atomic_write_json
 from ovc.paths import DataLayout
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ovc.config import Config
+from ovc.paths import DataLayout
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ CALIBRATION_KINDS = ("entity", "action")
 
 
 def eval_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "eval"
+    return DataLayout.of(cfg).eval
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,12 +100,17 @@ class SplitData:
 
 def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
     """The evaluation splits of the clean manifest: ``val`` (training vocabulary) and every ``open_*``."""
-    from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path
+    from ovc.data.manifest import (
+        data_roots,
+        read_manifest,
+        read_vocabulary,
+        resolve_video_path,
+    )
 
-    clean = Path(cfg.paths.data) / "clean"
-    manifest_path = clean / "manifest.parquet"
+    layout = DataLayout.of(cfg)
+    manifest_path = layout.clean_manifest
     df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
-    vocab_df = read_vocabulary(clean / "vocabulary.parquet")
+    vocab_df = read_vocabulary(layout.clean_vocabulary)
     present = [s for s in df["split"].unique().tolist() if s in CLOSED_SPLITS or s.startswith("open_")]
     wanted = splits or cfg.evaluate.splits or sorted(present, key=lambda s: (s not in CLOSED_SPLITS, s))
     out: dict[str, SplitData] = {}
@@ -115,7 +121,7 @@ def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, Split
         vocab_name = "train" if split in CLOSED_SPLITS else split
         v = vocab_df[vocab_df["vocab"] == vocab_name]
         if len(v) == 0:
-            raise ValueError(f"{clean / 'vocabulary.parquet'}: no vocabulary {vocab_name!r} for split {split!r}")
+            raise ValueError(f"{layout.clean_vocabulary}: no vocabulary {vocab_name!r} for split {split!r}")
         out[split] = SplitData(
             split,
             [str(resolve_video_path(manifest_path, p)) for p in rows["path"]],
@@ -202,14 +208,33 @@ def score_split(method, split: SplitData, video_emb: torch.Tensor, tau: float, b
 # --------------------------------------------------------------------------------------------------
 def evaluate(cfg: Config) -> dict[str, Any]:
     """Evaluate ``cfg.evaluate.methods`` on every split; write metrics, scores, tables and plots."""
-    from ovc.evaluate.calibration import calibrate_threshold
     from ovc.data.manifest import training_labels
-    from ovc.evaluate.metrics import compute_metrics, f1_at_threshold, f1_curve, novel_label_metrics, pr_curve
-    from ovc.evaluate.plots import plot_f1_vs_threshold, plot_pr_curves, write_curve, write_pr_curve
-    from ovc.evaluate.report import save_scores, write_metrics_json, write_results_tables
-    from ovc.models.methods import MissingAttributesError, load_method, method_clip, read_attributes
-
+    from ovc.evaluate.calibration import calibrate_threshold
+    from ovc.evaluate.metrics import (
+        compute_metrics,
+        f1_at_threshold,
+        f1_curve,
+        novel_label_metrics,
+        pr_curve,
+    )
+    from ovc.evaluate.plots import (
+        plot_f1_vs_threshold,
+        plot_pr_curves,
+        write_curve,
+        write_pr_curve,
+    )
+    from ovc.evaluate.report import (
+        save_scores,
+        write_metrics_json,
+        write_results_tables,
+    )
     from ovc.models.device import resolve_device
+    from ovc.models.methods import (
+        MissingAttributesError,
+        load_method,
+        method_clip,
+        read_attributes,
+    )
 
     t0 = time.time()
     torch.manual_seed(cfg.evaluate.seed)
@@ -219,7 +244,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     attributes = read_attributes(cfg)
 
     splits = load_splits(cfg)
-    known = training_labels(Path(cfg.paths.data) / "clean" / "vocabulary.parquet")  # "novel" = never in it
+    known = training_labels(DataLayout.of(cfg).clean_vocabulary)  # "novel" = never in it
     for split in splits.values():
         split.load_frames(cfg)
     metrics: dict[str, Any] = {name: {} for name in splits}

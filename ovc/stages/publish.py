@@ -45,10 +45,10 @@ from typing import Any
 
 from ovc.config import Config
 from ovc.errors import OvcError
+from ovc.paths import DataLayout
 
 log = logging.getLogger(__name__)
 
-RECEIPT = Path("publish") / "receipt.json"  # relative to cfg.paths.data
 # config that rebuilds the published model from its files (what dvc.yaml's publish stage tracks):
 # only these enter the fingerprint. Training, data and evaluation settings reach a version through
 # what they produce (weights digest, metrics, threshold, vocabularies), so changing an evaluate-only
@@ -62,12 +62,12 @@ class PublishError(OvcError, RuntimeError):
 
 
 def receipt_path(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / RECEIPT
+    return DataLayout.of(cfg).publish_receipt
 
 
 def artifacts_root(cfg: Config) -> Path:
     """Where published artifacts are copied (absolute)."""
-    root = Path(cfg.publish.artifacts_dir) if cfg.publish.artifacts_dir else Path(cfg.paths.data) / "registry_artifacts"
+    root = Path(cfg.publish.artifacts_dir) if cfg.publish.artifacts_dir else DataLayout.of(cfg).registry_artifacts
     return root.expanduser().resolve()
 
 
@@ -156,7 +156,7 @@ def _clip_artifact(cfg: Config, root: Path) -> tuple[dict[str, Any], str]:
 def _pipeline_vocabularies(cfg: Config) -> dict[str, list[tuple[str, str]]]:
     from ovc.data.manifest import read_vocabulary
 
-    path = Path(cfg.paths.data) / "clean" / "vocabulary.parquet"
+    path = DataLayout.of(cfg).clean_vocabulary
     if not path.is_file():
         raise PublishError(f"vocabulary {path} not found; run `ovc stage clean` first")
     df = read_vocabulary(path)
@@ -214,6 +214,8 @@ def publish(cfg: Config) -> dict[str, Any]:
     Returns the receipt (also written to ``<data>/publish/receipt.json``).
     """
     from ovc.infer.published import ARTIFACTS_KEY, encoder_digest
+    from ovc.models.device import resolve_device
+    from ovc.models.methods import load_method, weights_path
     from ovc.registry.db import open_registry, registry_dir
     from ovc.registry.store import (
         add_labels,
@@ -223,15 +225,12 @@ def publish(cfg: Config) -> dict[str, Any]:
         publish_model_version,
         sha256_file,
     )
-    from ovc.models.device import resolve_device
-    from ovc.models.methods import load_method, weights_path
 
     t0 = time.time()
-    data = Path(cfg.paths.data)
     method_name = cfg.publish.method or cfg.evaluate.main_method
     if method_name == "clip_fixed_attributes":
         raise PublishError("clip_fixed_attributes depends on an attributes file per label and cannot be published")
-    metrics_path = data / "eval" / "metrics.json"
+    metrics_path = DataLayout.of(cfg).eval_metrics
     if not metrics_path.is_file():
         raise PublishError(f"{metrics_path} not found; run `ovc stage evaluate` first (it calibrates the threshold)")
     metrics = json.loads(metrics_path.read_text())

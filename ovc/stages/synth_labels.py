@@ -20,12 +20,29 @@ from typing import Any
 import pandas as pd
 
 from ovc.config import Config
-from ovc.data.manifest import data_roots, read_manifest, read_vocabulary, resolve_video_path, write_vocabulary
+from ovc.data.manifest import (
+    data_roots,
+    read_manifest,
+    read_vocabulary,
+    resolve_video_path,
+    write_vocabulary,
+)
 from ovc.data.schemas import validate
 from ovc.fileio import atomic_write_json
 from ovc.paths import DataLayout
-from ovc.synth.labels import LABEL_COLUMNS, SYNTH_LABELS_SCHEMA, SYNTHETIC_VERTICAL, guess_kind
-from ovc.synth.table import SUMMARY_IDS, LabelNormalizer, SynthLabelsError, answer_rows, write_synth_labels
+from ovc.synth.labels import (
+    LABEL_COLUMNS,
+    SYNTH_LABELS_SCHEMA,
+    SYNTHETIC_VERTICAL,
+    guess_kind,
+)
+from ovc.synth.table import (
+    SUMMARY_IDS,
+    LabelNormalizer,
+    SynthLabelsError,
+    answer_rows,
+    write_synth_labels,
+)
 
 log = logging.getLogger(__name__)
 

@@ -64,10 +64,9 @@ class _Seq2Seq:
     """A local seq2seq model asked with ``generate`` (greedy), batched over labels."""
 
     def __init__(self, cfg: Config):
-        from ovc.models.device import resolve_device
-
         from transformers import AutoModelForSeq2SeqLM
 
+        from ovc.models.device import resolve_device
         from ovc.models.llm import load_pretrained
 
         ac = cfg.attributes

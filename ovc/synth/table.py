@@ -28,7 +28,6 @@ them: the ablation row).
 
 from __future__ import annotations
 
-
 import logging
 from collections import Counter
 from pathlib import Path

@@ -37,6 +37,7 @@ import torch
 
 from ovc.config import Config, config_from_dict
 from ovc.models.methods import TRAINABLE_METHODS, run_dir  # noqa: F401 (run_dir re-exported for the train API)
+from ovc.paths import DataLayout
 from ovc.train.checkpoint import checkpoint_state, latest_checkpoint
 from ovc.train.data import TrainData
 
@@ -484,7 +485,7 @@ def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> None:
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name="ovc-" + "-".join(j["method"] for j in payload["methods"]),
-            storage_path=str((Path(cfg.paths.data) / "ray").resolve()),
+            storage_path=str(DataLayout.of(cfg).ray_storage.resolve()),
         ),
     )
     trainer.fit()

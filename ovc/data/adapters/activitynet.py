@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from ovc.config import Config
-from ovc.data.adapters.common import AdapterOutput, DatasetFormatError, capped, find_file, index_videos, ingest_source, lookup_video
+from ovc.data.adapters.common import (
+    AdapterOutput,
+    DatasetFormatError,
+    capped,
+    find_file,
+    index_videos,
+    ingest_source,
+    lookup_video,
+)
 from ovc.data.adapters.tao import load_json
 
 log = logging.getLogger(__name__)

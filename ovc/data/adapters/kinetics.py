@@ -27,7 +27,14 @@ from typing import Any
 import pandas as pd
 
 from ovc.config import Config
-from ovc.data.adapters.common import AdapterOutput, DatasetFormatError, capped, index_videos, ingest_source, lookup_video
+from ovc.data.adapters.common import (
+    AdapterOutput,
+    DatasetFormatError,
+    capped,
+    index_videos,
+    ingest_source,
+    lookup_video,
+)
 
 SOURCE = "kinetics"
 COLUMNS = ("label", "youtube_id", "time_start", "time_end")

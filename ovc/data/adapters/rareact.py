@@ -31,7 +31,16 @@ from typing import Any
 import pandas as pd
 
 from ovc.config import Config
-from ovc.data.adapters.common import AdapterOutput, DatasetFormatError, capped, cut_clip, find_file, index_videos, ingest_source, lookup_video
+from ovc.data.adapters.common import (
+    AdapterOutput,
+    DatasetFormatError,
+    capped,
+    cut_clip,
+    find_file,
+    index_videos,
+    ingest_source,
+    lookup_video,
+)
 
 SOURCE = "rareact"
 SPLIT = "open_rareact"
