@@ -21,6 +21,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "feature_cache": ("ovc.bench.features:bench_feature_cache", "one training epoch from decoded frames vs from the cached CLIP trunk outputs; speedup (goal >= 3)"),
     "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels (score_ms_100k, goal <= 5) and load them from SQLite (load_s_100k, goal <= 1)"),
     "train_step": ("ovc.bench.train_step:bench_train_step", "one `ours` training step of 16 videos / 64 labels (1 thread), optimised (lean attention, CPU bf16) vs reference path; speedup (goal >= 2), loss/grad differences"),
+    "paper_claims": ("ovc.bench.paper_claims:bench_paper_claims", "train + evaluate seeds 0 1 2 (world and bootstrapped CLIP shared), mean ± std per (split, method, metric) and a verdict per claim of the paper (holds = margin > 2 x pooled std); claims.md"),
     "vocab_add": ("ovc.bench.vocab:bench_vocab_add", "ovc vocab add of 10k and 100k labels (fake encoder), fresh and repeated; seconds per case (goal: repeat 100k <= 10 s)"),
 }
 
