@@ -39,7 +39,7 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
             or ``paper_claims_quick`` with ``quick``).
     """
     from ovc.config import QUICK_OVERRIDES, default_params_path, load_config
-    from ovc.evaluate.claims import aggregate, claims_markdown, evaluate_claims
+    from ovc.evaluate.claims import aggregate, claims_markdown, evaluate_claims, with_ratio
     from ovc.evaluate.report import load_metrics_json
     from ovc.fileio import atomic_write_bytes
     from ovc.pipeline import run_stage
@@ -70,7 +70,7 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
         keep = out / "seeds" / str(seed)
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(metrics_path, keep / "metrics.json")
-        per_seed.append(load_metrics_json(keep / "metrics.json"))
+        per_seed.append(with_ratio(load_metrics_json(keep / "metrics.json")))  # + synonym-to-base ratio per seed
         timings[f"seed_{seed}"] = round(time.time() - s0, 1)
     cells = aggregate(per_seed)
     claims, skipped = evaluate_claims(cells)

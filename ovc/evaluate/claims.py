@@ -35,6 +35,7 @@ class Claim:
 
 #: The claims of the paper the offline world can test, with the split built for each.
 PAPER_CLAIMS: tuple[Claim, ...] = (
+    Claim("LLM knowledge reaches new words (§3.1): AUPR(synonyms) / AUPR(base words), same videos", "open_synonyms", "aupr_ratio_novel_known", "ours", "coop"),
     Claim("LLM knowledge reaches new words (§3.1): synonyms CLIP's text never read", "open_synonyms", "aupr_macro_novel", "ours", "coop"),
     Claim("LLM knowledge reaches new words (§3.1), vs the class-name prompt", "open_synonyms", "aupr_macro_novel", "ours", "clip_classname"),
     Claim("Temporal modelling (§3.2): time-reversed twins a frame mean cannot see", "open_temporal", "aupr_macro", "ours", "ours_no_temporal"),
@@ -46,6 +47,26 @@ PAPER_CLAIMS: tuple[Claim, ...] = (
 )
 
 _RESERVED = ("calibrated_threshold",)
+
+
+def with_ratio(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a metrics.json object where every entry with both ``aupr_macro_novel`` and
+    ``aupr_macro_known`` also has ``aupr_ratio_novel_known`` = novel / known (per seed, before
+    averaging: on ``open_synonyms`` the synonym-to-base-word ratio of §3.1's claim; 1 = the new
+    words work as well as the words CLIP knows)."""
+    out: dict[str, Any] = {}
+    for split, methods in metrics.items():
+        if split in _RESERVED or not isinstance(methods, Mapping):
+            out[split] = methods
+            continue
+        out[split] = {}
+        for method, entry in methods.items():
+            entry = dict(entry)
+            novel, known = entry.get("aupr_macro_novel"), entry.get("aupr_macro_known")
+            if isinstance(novel, (int, float)) and isinstance(known, (int, float)) and known > 0:
+                entry["aupr_ratio_novel_known"] = novel / known
+            out[split][method] = entry
+    return out
 
 
 def aggregate(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

@@ -19,7 +19,7 @@ def test_paper_claims_quick_table_shape(tmp_path, monkeypatch):
     for split in ("val", "open_synonyms", "open_temporal", "open_actions_related"):
         assert set(cells[split]) == set(QUICK_EVAL)
     syn = cells["open_synonyms"]["coop"]
-    assert syn["aupr_macro_novel"]["n"] == 3 and syn["aupr_macro_known"]["n"] == 3
+    assert syn["aupr_macro_novel"]["n"] == 3 and syn["aupr_macro_known"]["n"] == 3 and syn["aupr_ratio_novel_known"]["n"] == 3
     assert cells["val"]["coop"]["aupr_macro_novel"]["n"] == 0  # val has no novel label
     trained = cells["val"]["coop"]["aupr_macro"]
     assert trained["n"] == 3 and trained["std"] >= 0

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ovc.evaluate.claims import PAPER_CLAIMS, Claim, aggregate, claims_markdown, evaluate_claims, verdict
+from ovc.evaluate.claims import PAPER_CLAIMS, Claim, aggregate, claims_markdown, evaluate_claims, verdict, with_ratio
 
 
 def _metrics(ours: float, base: float, novel_ours: float | None) -> dict:
@@ -57,3 +57,13 @@ def test_paper_claims_name_the_splits_built_for_them():
     splits = {c.split for c in PAPER_CLAIMS}
     assert {"open_synonyms", "open_temporal", "open_actions_related", "open_actions", "open_entities", "val"} <= splits
     assert any(c.method == "ours" and c.baseline == "ours_no_temporal" and c.split == "open_temporal" for c in PAPER_CLAIMS)
+
+
+def test_ratio_of_novel_to_known_per_seed():
+    m = {"open_synonyms": {"ours": {"aupr_macro_novel": 0.3, "aupr_macro_known": 0.6}, "coop": {"aupr_macro_novel": 0.2, "aupr_macro_known": None}},
+         "calibrated_threshold": 0.5}
+    r = with_ratio(m)
+    assert r["open_synonyms"]["ours"]["aupr_ratio_novel_known"] == pytest.approx(0.5)
+    assert "aupr_ratio_novel_known" not in r["open_synonyms"]["coop"] and "aupr_ratio_novel_known" not in m["open_synonyms"]["ours"]
+    cells = aggregate([with_ratio(m), with_ratio({**m, "open_synonyms": {"ours": {"aupr_macro_novel": 0.4, "aupr_macro_known": 0.5}}})])
+    assert cells["open_synonyms"]["ours"]["aupr_ratio_novel_known"]["mean"] == pytest.approx((0.5 + 0.8) / 2)  # mean of per-seed ratios
