@@ -22,6 +22,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "data_wait": ("ovc.bench.data:bench_data_wait", "fraction of an `ours` training epoch spent waiting for frames with 0 and 2 DataLoader workers; wait_fraction (goal <= 0.10 with 2)"),
     "gpu_smoke": ("ovc.bench.gpu:bench_gpu_smoke", "2 Ray workers on GPUs train every method (random ViT-B/16 + tiny T5), evaluate, publish, classify; devices, finite losses, exact resume, clips/s per GPU (no CUDA: a message, exit 0)"),
     "train_step": ("ovc.bench.train_step:bench_train_step", "one `ours` training step of 16 videos / 64 labels (1 thread), optimised (lean attention, CPU bf16) vs reference path; speedup (goal >= 2), loss/grad differences"),
+    "paper_claims": ("ovc.bench.paper_claims:bench_paper_claims", "train + evaluate seeds 0 1 2 (world and bootstrapped CLIP shared), mean ± std per (split, method, metric) and a verdict per claim of the paper (holds = margin > 2 x pooled std); claims.md"),
     "vocab_add": ("ovc.bench.vocab:bench_vocab_add", "ovc vocab add of 10k and 100k labels (fake encoder), fresh and repeated; seconds per case (goal: repeat 100k <= 10 s)"),
     "scoring": ("ovc.bench.infer:bench_scoring", "score one video vs 100k x 512 labels, int8 pruning + exact fp32 rescoring (score_ms_100k, goal <= 5) and load them via the memory-mapped cache (load_s_100k, goal <= 1)"),
     "predict": ("ovc.bench.infer:bench_predict", "clips/s of the single-process classifier vs ovc predict on Ray Data with 1 and 2 actors, same 200 clips; share of time in decode/encode/score"),
