@@ -402,7 +402,7 @@ def promotion_gate(project_dir: str) -> dict[str, Any]:
 
     project = Path(project_dir)
     cfg = load_config(project / "params.yaml")
-    cfg.paths.data = str(data_root(project))
+    cfg = anchored(cfg, project)
     result = gate_published(cfg)
     get_run_logger().info("promotion gate: %s", result)
     return result

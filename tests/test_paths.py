@@ -39,3 +39,19 @@ def test_layout_follows_the_configured_root(tmp_path):
     assert layout.run_dir("ours") == tmp_path / "models" / "trained" / "ours"
     every = [p for outs in stage_outputs(layout).values() for kind in outs.values() for p in kind]
     assert all(p.is_relative_to(tmp_path) for p in every)
+
+
+def test_no_data_path_is_built_by_hand():
+    """Code reaches data through ovc.paths (DataLayout / anchored): no ``<cfg>.paths.data`` elsewhere."""
+    import ast
+
+    allowed = {REPO / "ovc" / "paths.py", REPO / "ovc" / "config.py"}
+    found = []
+    for path in sorted([*(REPO / "ovc").rglob("*.py"), *(REPO / "flows").rglob("*.py")]):
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr == "data"
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "paths"):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert found == [], "build data paths with ovc.paths.DataLayout, not by hand: " + ", ".join(found)

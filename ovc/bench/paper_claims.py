@@ -39,16 +39,22 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
             or ``paper_claims_quick`` with ``quick``).
     """
     from ovc.config import QUICK_OVERRIDES, default_params_path, load_config
-    from ovc.evaluate.claims import aggregate, claims_markdown, evaluate_claims, with_ratio
+    from ovc.evaluate.claims import (
+        aggregate,
+        claims_markdown,
+        evaluate_claims,
+        with_ratio,
+    )
     from ovc.evaluate.report import load_metrics_json
     from ovc.fileio import atomic_write_bytes
+    from ovc.paths import DataLayout
     from ovc.pipeline import run_stage
 
     t0 = time.time()
     if not seeds:
         raise ValueError("paper_claims: give at least one seed")
     base = load_config(default_params_path())
-    out = Path(out_dir) if out_dir else Path(base.paths.data) / "bench" / ("paper_claims_quick" if quick else "paper_claims")
+    out = Path(out_dir) if out_dir else DataLayout.of(base).root / "bench" / ("paper_claims_quick" if quick else "paper_claims")
     project = out / "data"
     overrides = [f"paths.data={project}"]
     if quick:

@@ -35,6 +35,7 @@ from ovc.data.schemas import (
     validate,
 )
 from ovc.fileio import atomic_write_bytes, atomic_write_json
+from ovc.paths import DataLayout
 
 __all__ = [
     "ManifestSchemaError",
@@ -134,7 +135,7 @@ def data_roots(cfg: Any) -> list[Path]:
 
     Resolved (symlinks followed), so a root given through a symlink still contains its files.
     """
-    found = [cfg.paths.data, cfg.ingest.root, *cfg.ingest.roots.values()]
+    found = [DataLayout.of(cfg).root, cfg.ingest.root, *cfg.ingest.roots.values()]
     return [Path(r).expanduser().resolve() for r in found if r]
 
 

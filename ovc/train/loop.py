@@ -460,7 +460,7 @@ def _absolute_paths(cfg: Config) -> Config:
         pretrained = prefix + str(Path(local).resolve())
     return dataclasses.replace(
         cfg,
-        paths=dataclasses.replace(cfg.paths, data=str(Path(cfg.paths.data).resolve())),
+        paths=dataclasses.replace(cfg.paths, data=str(DataLayout.of(cfg).root.resolve())),
         clip=dataclasses.replace(cfg.clip, pretrained=pretrained),
     )
 
