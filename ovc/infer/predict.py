@@ -19,7 +19,10 @@ Pipeline (Ray Data, streaming): the sorted video list is cut into partitions of
    ``OUT/errors/part-NNNNN-<digest>.parquet`` (video, error) — each to a temp file renamed into place.
 
 A partition's file name carries a digest of its video list, so a re-run skips exactly the
-partitions already written; a killed run loses at most the partitions in flight. The run is
+partitions already written; a killed run loses at most the partitions in flight. ``OUT/settings.json``
+pins the folder to one model version, vocabulary version, threshold, top-k and window setting: a
+re-run with other settings is refused (PredictError) instead of mixing results; partitions of an
+earlier source listing (videos added or removed) are deleted once the run is complete. The run is
 recorded in the registry (``prediction_runs``: model version, vocabulary version, threshold,
 counts, status). ``RAY_ADDRESS`` attaches to a running cluster; otherwise a local Ray starts with
 ``predict.num_cpus`` CPUs.
@@ -78,6 +81,7 @@ class PredictSummary:
     partitions: int = 0
     partitions_skipped: int = 0
     partitions_written: int = 0
+    partitions_removed: int = 0
     classified: int = 0
     errors: int = 0
     rows: int = 0
@@ -126,6 +130,49 @@ def make_partitions(videos: Sequence[str], size: int) -> list[Partition]:
     if size <= 0:
         raise PredictError(f"predict.partition_size must be > 0, got {size}")
     return [Partition(i, list(videos[a : a + size])) for i, a in enumerate(range(0, len(videos), size))]
+
+
+SETTINGS_FILE = "settings.json"
+# what the rows of OUT depend on: a re-run into OUT must match them, or skipped partitions would mix results
+SETTINGS_KEYS = ("model_version", "vocabulary", "vocabulary_version", "threshold", "top_k", "segments", "window_s", "stride_s")
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Pin ``out`` to the settings its partitions are computed with (``OUT/settings.json``).
+
+    The first run writes the file; a later run (a resume) must match it, else PredictError naming
+    each difference: skipping "done" partitions made with another model version, vocabulary (or
+    vocabulary version), threshold, top-k or window setting would silently mix two results in one table.
+    """
+    from ovc.fileio import atomic_write_json
+
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise PredictError(f"{path}: unreadable ({e}); delete it (and {out}) to start over") from None
+        diff = [f"{k} {old.get(k)!r} (this run: {settings.get(k)!r})" for k in SETTINGS_KEYS if old.get(k) != settings.get(k)]
+        if diff:
+            raise PredictError(f"{out} holds predictions made with {', '.join(diff)}: a resume must use the same "
+                               f"settings; choose another --out, or delete {out} to start over")
+        return
+    atomic_write_json(path, {k: settings.get(k) for k in SETTINGS_KEYS})
+
+
+def remove_stale_partitions(out: Path, parts: Sequence[Partition]) -> int:
+    """Delete partition files of ``out`` that are not in this run's plan (the source grew or shrank,
+    or ``predict.partition_size`` changed: their videos are in the new partitions); returns how many
+    partitions went. Without this the folder would read as a table with duplicate rows."""
+    keep = {p.name for p in parts}
+    stale = 0
+    for sub in ("errors", "predictions"):  # predictions last: a partition is "done" while its file exists
+        d = out / sub
+        for f in sorted(d.glob("part-*.parquet")) if d.is_dir() else []:
+            if f.name[: -len(".parquet")] not in keep:
+                f.unlink()
+                stale += sub == "predictions"
+    return stale
 
 
 def done_partitions(out: Path) -> set[str]:
@@ -364,6 +411,9 @@ def predict(
         vv = vocabulary_version(engine, vocab)
         load_embedding_matrix(engine, vocab, info.name)  # fail fast: unknown vocabulary / labels not embedded
         thr_text = "none" if threshold is None else str(threshold)
+        check_settings(out, {"model_version": info.name, "vocabulary": vocab, "vocabulary_version": vv, "threshold": thr_text,
+                             "top_k": top_k, "segments": segments, "window_s": cfg.segments.window_s if segments else None,
+                             "stride_s": cfg.segments.stride_s if segments else None})
         summary = PredictSummary(uuid.uuid4().hex[:16], info.name, vocab, vv, thr_text, str(out), videos=len(videos),
                                  partitions=len(parts), partitions_skipped=len(parts) - len(todo))
         start_run(engine, summary.run_id, info.name, vocab, vv, thr_text, source, str(out))
@@ -374,6 +424,9 @@ def predict(
     try:
         if todo:
             _run_ray(todo, summary, out, cfg, url, info, vocab, threshold, top_k, segments, workers, progress, tqdm)
+        summary.partitions_removed = remove_stale_partitions(out, parts)  # only after success: OUT is then complete
+        if summary.partitions_removed:
+            log.info("predict: removed %d partition(s) of an earlier source listing", summary.partitions_removed)
         status = "done"
     finally:
         summary.seconds = round(time.perf_counter() - t_start, 2)
