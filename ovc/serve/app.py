@@ -161,8 +161,11 @@ def resolve_media_path(path: str, media_root: str) -> Path:
     if not media_root:
         raise RequestError(403, "`path` is disabled: the server has no media root (serve.media_root); upload the file instead")
     root = Path(media_root).resolve()
-    p = Path(path)
-    full = (p if p.is_absolute() else root / p).resolve()  # resolves `..` and symlinks
+    try:
+        p = Path(path)
+        full = (p if p.is_absolute() else root / p).resolve()  # resolves `..` and symlinks
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop: the client's path, not a 500
+        raise RequestError(400, f"path {path!r} is not a usable file path ({e})") from None
     if full != root and root not in full.parents:
         raise RequestError(403, f"path {path!r} is outside the media root")
     if not full.is_file():
