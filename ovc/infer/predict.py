@@ -185,40 +185,70 @@ def done_partitions(out: Path) -> set[str]:
 # Stage 1: decode (CPU tasks)
 # --------------------------------------------------------------------------------------------------
 def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: float, stride_s: float,
-                segments: bool) -> dict[str, np.ndarray]:
+                segments: bool, max_clips: int = 16) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data UDF: rows (partition, video) -> one row per clip (whole video or window) with frames.
 
-    Columns out: partition, video, n_clips (clips of that video), start, end, frames (F, 3, H, W)
-    uint8 (zeros for an error row), error ("" when fine). Any failure is an error row.
+    A generator: it yields batches of ``max_clips`` clips (the last one fewer), and decodes a long video's windows
+    ``max_clips`` at a time, so memory stays bounded whatever the video's length (an hour in 1 s
+    windows would otherwise be thousands of (F, 3, H, W) clips in one block).
+
+    Columns out: partition, video, n_clips (rows of that video: the driver's completion count), start,
+    end, frames (F, 3, H, W) uint8 (zeros for an error row), error ("" when fine), decode_s. Any
+    failure is an error row; one in the middle of a long video makes error rows of its remaining
+    windows, so the video still has exactly ``n_clips`` rows.
     """
     from ovc.data.video import read_frames
     from ovc.infer.segments import video_timing, window_frame_indices, window_starts
 
     f, size = reader["num_frames"], reader["image_size"]
-    out: dict[str, list[Any]] = {k: [] for k in ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")}
+    max_clips = max(1, int(max_clips))
+    keys = ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")
+    out: dict[str, list[Any]] = {k: [] for k in keys}
 
-    def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str) -> None:
-        for k, v in zip(out, (part, video, n, start, end, frames, error, (time.perf_counter() - t0) / n)):
+    def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str, sec: float) -> None:
+        for k, v in zip(keys, (part, video, n, start, end, frames, error, sec)):
             out[k].append(v)
 
+    def flush() -> Iterator[dict[str, np.ndarray]]:
+        if len(out["video"]) >= max_clips:
+            yield {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
+            for v in out.values():
+                v.clear()
+
+    zeros = np.zeros((f, 3, size, size), np.uint8)
     for part, video in zip(batch["partition"].tolist(), batch["video"].tolist()):
         t0 = time.perf_counter()
+        n, emitted = 1, 0
         try:
             if segments:
                 timing = video_timing(video)
                 starts = window_starts(timing.duration, window_s, stride_s)
                 idx = window_frame_indices(starts, window_s, timing, f)  # (W, F)
-                frames = read_frames(video, f, size, max_pixels=reader["max_pixels"], indices=idx.reshape(-1).tolist())
-                frames = frames.reshape(len(starts), f, *frames.shape[1:]).numpy()  # (W*F, 3, H, W) -> (W, F, 3, H, W)
-                for w, s in enumerate(starts.tolist()):
-                    add(part, video, len(starts), s, min(s + window_s, timing.duration), frames[w], "")
+                n = len(starts)
+                for a in range(0, n, max_clips):
+                    t1 = time.perf_counter()
+                    chunk = idx[a : a + max_clips]
+                    frames = read_frames(video, f, size, max_pixels=reader["max_pixels"], indices=chunk.reshape(-1).tolist())
+                    frames = frames.reshape(len(chunk), f, *frames.shape[1:]).numpy()  # (w*F, 3, H, W) -> (w, F, 3, H, W)
+                    sec = (time.perf_counter() - t1) / len(chunk)
+                    for w, s in enumerate(starts[a : a + max_clips].tolist()):
+                        add(part, video, n, s, min(s + window_s, timing.duration), frames[w], "", sec)
+                        emitted += 1
+                        yield from flush()
             else:
                 frames = read_frames(video, f, size, sampling="uniform", max_pixels=reader["max_pixels"]).numpy()
-                add(part, video, 1, float("nan"), float("nan"), frames, "")
+                add(part, video, 1, float("nan"), float("nan"), frames, "", time.perf_counter() - t0)
+                emitted = 1
         except Exception as e:  # noqa: BLE001 - an unreadable video is an error row, the run goes on
             msg = str(e) if video in str(e) else f"{video}: {type(e).__name__}: {e}"
-            add(part, video, 1, float("nan"), float("nan"), np.zeros((f, 3, size, size), np.uint8), msg)
-    return {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
+            if emitted == 0:  # nothing of this video went out yet: one error row closes it
+                n = 1
+            for _ in range(n - emitted):  # n rows in all for this video, whatever was emitted before the failure
+                add(part, video, n, float("nan"), float("nan"), zeros, msg, 0.0)
+                yield from flush()
+        yield from flush()
+    if out["video"]:
+        yield {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -472,7 +502,8 @@ def run_collection(todo: list[Partition], out: Path | None, loader: Any, reader:
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), len(todo) * 4)))
     ds = ds.map_batches(
         decode_rows, batch_size=pc.decode_batch_size, compute=ray.data.TaskPoolStrategy(size=pc.decode_tasks),
-        fn_kwargs={"reader": reader, "window_s": cfg.segments.window_s, "stride_s": cfg.segments.stride_s, "segments": segments},
+        fn_kwargs={"reader": reader, "window_s": cfg.segments.window_s, "stride_s": cfg.segments.stride_s, "segments": segments,
+                   "max_clips": pc.batch_size},
         num_cpus=1,
     )
     ds = ds.map_batches(
