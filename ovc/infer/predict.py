@@ -423,6 +423,17 @@ def predict(
     from ovc.registry.runs import finish_run, start_run
     from ovc.registry.store import load_embedding_matrix
 
+    if threshold is None:
+        if top_k is None:
+            raise PredictError("threshold None needs top_k (else every label of the vocabulary is a row)")
+    elif threshold != "calibrated":
+        try:
+            x = float(threshold)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not 0.0 <= x <= 1.0:  # also NaN
+            raise PredictError(f"threshold must be 'calibrated', None or a number in [0, 1] (scores are probabilities), got {threshold!r}")
+        threshold = x
     t_start = time.perf_counter()
     out = Path(out).resolve()
     pc = cfg.predict

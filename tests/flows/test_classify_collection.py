@@ -71,3 +71,27 @@ def test_classify_collection_flow_writes_parquet_and_run_record(prefect_harness,
     assert (run["counts"]["classified"], run["counts"]["errors"], run["counts"]["rows"]) == (3, 1, summary["rows"])
     [art] = flow_artifacts(state)
     assert summary["run_id"] in art.data and "3 classified, 1 unreadable of 4 videos" in art.data
+
+
+def test_classify_collection_bad_settings_fail_at_once_without_retry(prefect_harness, published, registry_copy,
+                                                                      tmp_path, monkeypatch):
+    """A threshold out of range (or 'none', or any PredictError) fails the run once, with the reason:
+    retrying bad settings after a 10 s delay cannot help."""
+    import ovc.infer.predict as P
+
+    from flows.classify_collection import classify_collection
+
+    calls = []
+    real = P.predict
+    monkeypatch.setattr(P, "predict", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    overrides = [*published.overrides, f"registry.url={registry_copy}"]
+    kw = dict(source=published.videos[0], vocab="train", output=str(tmp_path / "out"), overrides=overrides,
+              project_dir=str(REPO_ROOT), return_state=True)
+    state = classify_collection(threshold="5", **kw)
+    assert state.is_failed() and calls == [1]
+    with pytest.raises(P.PredictError, match="got 5"):
+        state.result()
+    state = classify_collection(threshold="none", **kw)
+    assert state.is_failed() and calls == [1]
+    with pytest.raises(ValueError, match="'calibrated' or a number"):
+        state.result()
