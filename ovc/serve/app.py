@@ -21,8 +21,8 @@ reused; every ``serve.vocab_check_s`` seconds its registry version
 reloaded — ``ovc vocab add`` and vocab-refresh are picked up without a restart.
 
 Errors: 4xx with ``{"detail": message}`` — 400 bad field / empty upload, 403 path outside the media
-root, 404 unknown vocabulary or missing file, 413 upload or video too large/long, 422 not a
-readable video. The model runs one request at a time (a lock: torch already uses every core).
+root, 404 unknown vocabulary or missing file, 411 a form without Content-Length (chunked: it would
+be spooled whole before the size check), 413 upload or video too large/long, 422 not a readable video. The model runs one request at a time (a lock: torch already uses every core).
 """
 
 from __future__ import annotations
@@ -275,6 +275,8 @@ def create_app(state: ServiceState) -> FastAPI:
         upload = None
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            if not (length and length.isdigit()):  # chunked: the form parser would spool it all before any check
+                raise RequestError(411, f"send a Content-Length with the form (uploads are limited to {max_bytes} bytes)")
             try:
                 form = await request.form(max_files=1, max_fields=32)
             except Exception as e:  # noqa: BLE001 - malformed multipart body

@@ -102,9 +102,12 @@ def test_serve_classifies_stays_up_and_reloads_vocabularies(server, published, p
             "top_k": c.post("/classify", data={"path": os.path.basename(videos[0]), "top_k": "many"}),
             "nothing": c.post("/classify"),
             "nul": c.post("/classify", data={"path": "a\x00b.mp4"}),  # Path.resolve raises ValueError: was a 500
+            # chunked (no Content-Length): was spooled whole to disk by the form parser before the size check
+            "chunked": c.post("/classify", content=(b"x" * 65536 for _ in range(16)),
+                              headers={"content-type": "multipart/form-data; boundary=b"}),
         }
         expect = {"empty": 400, "text": 422, "oversize": 413, "dotdot": 403, "absolute": 403, "vocab": 404,
-                  "top_k": 400, "nothing": 400, "nul": 400}
+                  "top_k": 400, "nothing": 400, "nul": 400, "chunked": 411}
         assert {k: r.status_code for k, r in bad.items()} == expect
         assert "empty upload" in bad["empty"].json()["detail"] and "notes.mp4" in bad["text"].json()["detail"]
         assert "outside the media root" in bad["dotdot"].json()["detail"]
