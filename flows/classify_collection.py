@@ -6,7 +6,7 @@ Parameters: ``source`` (manifest, directory or glob), ``vocab`` (registry vocabu
 (folder of parquet partitions); optionally ``model_version`` (alias, default ``production``),
 ``threshold``, ``segments``. Relative paths are taken relative to the project directory. The run is
 resumable exactly like ``ovc predict``: a retry or a re-run skips the partitions already written, so
-the task retries once on failure. ``RAY_ADDRESS`` in the deployment's environment attaches the work
+the task retries once on a transient failure (not on bad settings). ``RAY_ADDRESS`` in the deployment's environment attaches the work
 to a Ray cluster; otherwise a local Ray starts in the flow-run process. The run summary is returned
 (persisted as JSON) and shown as a markdown artifact; the registry keeps the run record.
 """
@@ -33,7 +33,24 @@ def _under(project: Path, p: str) -> str:
     return p if Path(p).is_absolute() else str(project / p)
 
 
-@task(name="predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a lost Ray worker or cluster (the retry resumes from the partitions written), never bad
+    settings: an unknown vocabulary, a bad threshold or a resume with other settings fail the same way again."""
+    from ovc.errors import OvcError
+    from ovc.infer.published import PublishedModelError
+
+    try:
+        state.result()
+    except OvcError as e:
+        return e.retryable
+    except (ValueError, PublishedModelError):  # PredictError is a ValueError
+        return False
+    except Exception:  # noqa: BLE001 - anything else (Ray, I/O) may go away
+        return True
+    return False
+
+
+@task(name="predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=_retry_if_transient)
 def run_predict(project_dir: str, source: str, vocab: str, output: str, model_version: str, threshold: Any,
                 segments: bool, overrides: list[str]) -> dict[str, Any]:
     from ovc.config import load_config
@@ -71,7 +88,10 @@ def classify_collection(
         project_dir: the project (params.yaml, data/); default: the repository holding this flow.
     """
     project = Path(project_dir).resolve() if project_dir else PROJECT_DIR
-    thr: Any = threshold if threshold == "calibrated" else float(threshold)
+    try:
+        thr: Any = threshold if threshold == "calibrated" else float(threshold)
+    except ValueError:
+        raise ValueError(f"threshold must be 'calibrated' or a number in [0, 1], got {threshold!r}") from None
     summary = run_predict(str(project), source, vocab, output, model_version, thr, segments, list(overrides or []))
     md = "\n".join([
         f"# classify-collection run {summary['run_id']}",

@@ -125,7 +125,7 @@ def build_deployments(
         parameters=refresh_parameters or {},
         job_variables=job_variables,
         tags=["ovc", "registry"],
-        description="Embed new/changed labels of vocabularies/<vocab>.txt into the registry with the latest model.",
+        description="Embed new/changed labels of vocabularies/<vocab>.txt into the registry with the production model (the latest while none is promoted).",
     )
     cc_flow, cc_name, cc_entry = CLASSIFY_COLLECTION
     classify_collection = Flow.from_source(source=str(project_dir), entrypoint=cc_entry).to_deployment(

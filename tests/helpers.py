@@ -39,3 +39,13 @@ def build_tiny_project(root: Path) -> Path:
     torch.manual_seed(0)
     save_clip_local_dir(create_clip(ClipConfig(model=cfg.clip.model)), cfg.clip.model, root / "randclip")
     return root
+
+
+def flow_artifacts(state) -> list:
+    """Markdown artifacts created by the flow run behind a final Prefect ``state`` (not its result records)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        return [a for a in client.read_artifacts(artifact_filter=flt) if a.type == "markdown"]

@@ -178,7 +178,8 @@ def _print_issues(issues: list[Any], what: str = "rejected") -> None:
 def vocab_add(
     items: list[str] = typer.Argument(..., help="label files (one label a line, optional TAB kind) and/or labels"),
     vocab: str = typer.Option(..., "--vocab", help="vocabulary name (created if new)"),
-    model_version: str = typer.Option("latest", "--model-version", help="version whose embeddings are computed"),
+    model_version: str = typer.Option("production", "--model-version",
+                                      help="version whose embeddings are computed: alias (production = promoted, else latest), 'latest' or a version name"),
     no_embed: bool = typer.Option(False, "--no-embed", help="register the labels without embedding them"),
     as_json: bool = JsonOpt,
     registry: str = RegistryOpt,
@@ -186,11 +187,8 @@ def vocab_add(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Add labels to a vocabulary; only labels without an embedding for the version are encoded."""
-    from ovc.infer.published import (
-        PublishedModelError,
-        build_published,
-        get_model_version,
-    )
+    from ovc.infer.published import PublishedModelError, build_published, get_model_version
+    from ovc.registry.aliases import PRODUCTION, resolve_version
     from ovc.registry.store import RegistryError, add_labels, latest_model_version
 
     _quiet_logging()
@@ -208,11 +206,11 @@ def vocab_add(
     try:
         mv_name: str | None = None
         if not no_embed:
-            if model_version == "latest" and latest_model_version(engine) is None:
+            if model_version in ("latest", PRODUCTION) and latest_model_version(engine) is None:
                 _err("note: no model version is published yet; labels are registered without embeddings "
                      "(`ovc stage publish` embeds them)")
-            else:
-                mv_name = get_model_version(engine, model_version).name
+            else:  # an alias is resolved once, like classify/predict/serve: the whole call embeds with one version
+                mv_name = get_model_version(engine, resolve_version(engine, model_version)).name
         model_cache: dict[str, Any] = {}
 
         def encode_fn(labels: list[str]):

@@ -19,7 +19,10 @@ Pipeline (Ray Data, streaming): the sorted video list is cut into partitions of
    ``OUT/errors/part-NNNNN-<digest>.parquet`` (video, error) — each to a temp file renamed into place.
 
 A partition's file name carries a digest of its video list, so a re-run skips exactly the
-partitions already written; a killed run loses at most the partitions in flight. The run is
+partitions already written; a killed run loses at most the partitions in flight. ``OUT/settings.json``
+pins the folder to one model version, vocabulary version, threshold, top-k and window setting: a
+re-run with other settings is refused (PredictError) instead of mixing results; partitions of an
+earlier source listing (videos added or removed) are deleted once the run is complete. The run is
 recorded in the registry (``prediction_runs``: model version, vocabulary version, threshold,
 counts, status). ``RAY_ADDRESS`` attaches to a running cluster; otherwise a local Ray starts with
 ``predict.num_cpus`` CPUs.
@@ -78,6 +81,7 @@ class PredictSummary:
     partitions: int = 0
     partitions_skipped: int = 0
     partitions_written: int = 0
+    partitions_removed: int = 0
     classified: int = 0
     errors: int = 0
     rows: int = 0
@@ -128,6 +132,49 @@ def make_partitions(videos: Sequence[str], size: int) -> list[Partition]:
     return [Partition(i, list(videos[a : a + size])) for i, a in enumerate(range(0, len(videos), size))]
 
 
+SETTINGS_FILE = "settings.json"
+# what the rows of OUT depend on: a re-run into OUT must match them, or skipped partitions would mix results
+SETTINGS_KEYS = ("model_version", "vocabulary", "vocabulary_version", "threshold", "top_k", "segments", "window_s", "stride_s")
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Pin ``out`` to the settings its partitions are computed with (``OUT/settings.json``).
+
+    The first run writes the file; a later run (a resume) must match it, else PredictError naming
+    each difference: skipping "done" partitions made with another model version, vocabulary (or
+    vocabulary version), threshold, top-k or window setting would silently mix two results in one table.
+    """
+    from ovc.fileio import atomic_write_json
+
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise PredictError(f"{path}: unreadable ({e}); delete it (and {out}) to start over") from None
+        diff = [f"{k} {old.get(k)!r} (this run: {settings.get(k)!r})" for k in SETTINGS_KEYS if old.get(k) != settings.get(k)]
+        if diff:
+            raise PredictError(f"{out} holds predictions made with {', '.join(diff)}: a resume must use the same "
+                               f"settings; choose another --out, or delete {out} to start over")
+        return
+    atomic_write_json(path, {k: settings.get(k) for k in SETTINGS_KEYS})
+
+
+def remove_stale_partitions(out: Path, parts: Sequence[Partition]) -> int:
+    """Delete partition files of ``out`` that are not in this run's plan (the source grew or shrank,
+    or ``predict.partition_size`` changed: their videos are in the new partitions); returns how many
+    partitions went. Without this the folder would read as a table with duplicate rows."""
+    keep = {p.name for p in parts}
+    stale = 0
+    for sub in ("errors", "predictions"):  # predictions last: a partition is "done" while its file exists
+        d = out / sub
+        for f in sorted(d.glob("part-*.parquet")) if d.is_dir() else []:
+            if f.name[: -len(".parquet")] not in keep:
+                f.unlink()
+                stale += sub == "predictions"
+    return stale
+
+
 def done_partitions(out: Path) -> set[str]:
     """Names of the partitions whose predictions file exists (written last: the partition is complete)."""
     d = out / "predictions"
@@ -138,40 +185,70 @@ def done_partitions(out: Path) -> set[str]:
 # Stage 1: decode (CPU tasks)
 # --------------------------------------------------------------------------------------------------
 def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: float, stride_s: float,
-                segments: bool) -> dict[str, np.ndarray]:
+                segments: bool, max_clips: int = 16) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data UDF: rows (partition, video) -> one row per clip (whole video or window) with frames.
 
-    Columns out: partition, video, n_clips (clips of that video), start, end, frames (F, 3, H, W)
-    uint8 (zeros for an error row), error ("" when fine). Any failure is an error row.
+    A generator: it yields batches of ``max_clips`` clips (the last one fewer), and decodes a long video's windows
+    ``max_clips`` at a time, so memory stays bounded whatever the video's length (an hour in 1 s
+    windows would otherwise be thousands of (F, 3, H, W) clips in one block).
+
+    Columns out: partition, video, n_clips (rows of that video: the driver's completion count), start,
+    end, frames (F, 3, H, W) uint8 (zeros for an error row), error ("" when fine), decode_s. Any
+    failure is an error row; one in the middle of a long video makes error rows of its remaining
+    windows, so the video still has exactly ``n_clips`` rows.
     """
     from ovc.data.video import read_frames
     from ovc.infer.segments import video_timing, window_frame_indices, window_starts
 
     f, size = reader["num_frames"], reader["image_size"]
-    out: dict[str, list[Any]] = {k: [] for k in ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")}
+    max_clips = max(1, int(max_clips))
+    keys = ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")
+    out: dict[str, list[Any]] = {k: [] for k in keys}
 
-    def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str) -> None:
-        for k, v in zip(out, (part, video, n, start, end, frames, error, (time.perf_counter() - t0) / n)):
+    def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str, sec: float) -> None:
+        for k, v in zip(keys, (part, video, n, start, end, frames, error, sec)):
             out[k].append(v)
 
+    def flush() -> Iterator[dict[str, np.ndarray]]:
+        if len(out["video"]) >= max_clips:
+            yield {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
+            for v in out.values():
+                v.clear()
+
+    zeros = np.zeros((f, 3, size, size), np.uint8)
     for part, video in zip(batch["partition"].tolist(), batch["video"].tolist()):
         t0 = time.perf_counter()
+        n, emitted = 1, 0
         try:
             if segments:
                 timing = video_timing(video)
                 starts = window_starts(timing.duration, window_s, stride_s)
                 idx = window_frame_indices(starts, window_s, timing, f)  # (W, F)
-                frames = read_frames(video, f, size, max_pixels=reader["max_pixels"], indices=idx.reshape(-1).tolist())
-                frames = frames.reshape(len(starts), f, *frames.shape[1:]).numpy()  # (W*F, 3, H, W) -> (W, F, 3, H, W)
-                for w, s in enumerate(starts.tolist()):
-                    add(part, video, len(starts), s, min(s + window_s, timing.duration), frames[w], "")
+                n = len(starts)
+                for a in range(0, n, max_clips):
+                    t1 = time.perf_counter()
+                    chunk = idx[a : a + max_clips]
+                    frames = read_frames(video, f, size, max_pixels=reader["max_pixels"], indices=chunk.reshape(-1).tolist())
+                    frames = frames.reshape(len(chunk), f, *frames.shape[1:]).numpy()  # (w*F, 3, H, W) -> (w, F, 3, H, W)
+                    sec = (time.perf_counter() - t1) / len(chunk)
+                    for w, s in enumerate(starts[a : a + max_clips].tolist()):
+                        add(part, video, n, s, min(s + window_s, timing.duration), frames[w], "", sec)
+                        emitted += 1
+                        yield from flush()
             else:
                 frames = read_frames(video, f, size, sampling="uniform", max_pixels=reader["max_pixels"]).numpy()
-                add(part, video, 1, float("nan"), float("nan"), frames, "")
+                add(part, video, 1, float("nan"), float("nan"), frames, "", time.perf_counter() - t0)
+                emitted = 1
         except Exception as e:  # noqa: BLE001 - an unreadable video is an error row, the run goes on
             msg = str(e) if video in str(e) else f"{video}: {type(e).__name__}: {e}"
-            add(part, video, 1, float("nan"), float("nan"), np.zeros((f, 3, size, size), np.uint8), msg)
-    return {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
+            if emitted == 0:  # nothing of this video went out yet: one error row closes it
+                n = 1
+            for _ in range(n - emitted):  # n rows in all for this video, whatever was emitted before the failure
+                add(part, video, n, float("nan"), float("nan"), zeros, msg, 0.0)
+                yield from flush()
+        yield from flush()
+    if out["video"]:
+        yield {k: (np.stack(v) if k == "frames" else np.asarray(v)) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,6 +423,17 @@ def predict(
     from ovc.registry.runs import finish_run, start_run
     from ovc.registry.store import load_embedding_matrix
 
+    if threshold is None:
+        if top_k is None:
+            raise PredictError("threshold None needs top_k (else every label of the vocabulary is a row)")
+    elif threshold != "calibrated":
+        try:
+            x = float(threshold)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not 0.0 <= x <= 1.0:  # also NaN
+            raise PredictError(f"threshold must be 'calibrated', None or a number in [0, 1] (scores are probabilities), got {threshold!r}")
+        threshold = x
     t_start = time.perf_counter()
     out = Path(out).resolve()
     pc = cfg.predict
@@ -364,6 +452,9 @@ def predict(
         vv = vocabulary_version(engine, vocab)
         load_embedding_matrix(engine, vocab, info.name)  # fail fast: unknown vocabulary / labels not embedded
         thr_text = "none" if threshold is None else str(threshold)
+        check_settings(out, {"model_version": info.name, "vocabulary": vocab, "vocabulary_version": vv, "threshold": thr_text,
+                             "top_k": top_k, "segments": segments, "window_s": cfg.segments.window_s if segments else None,
+                             "stride_s": cfg.segments.stride_s if segments else None})
         summary = PredictSummary(uuid.uuid4().hex[:16], info.name, vocab, vv, thr_text, str(out), videos=len(videos),
                                  partitions=len(parts), partitions_skipped=len(parts) - len(todo))
         start_run(engine, summary.run_id, info.name, vocab, vv, thr_text, source, str(out))
@@ -374,6 +465,9 @@ def predict(
     try:
         if todo:
             _run_ray(todo, summary, out, cfg, url, info, vocab, threshold, top_k, segments, workers, progress, tqdm)
+        summary.partitions_removed = remove_stale_partitions(out, parts)  # only after success: OUT is then complete
+        if summary.partitions_removed:
+            log.info("predict: removed %d partition(s) of an earlier source listing", summary.partitions_removed)
         status = "done"
     finally:
         summary.seconds = round(time.perf_counter() - t_start, 2)
@@ -419,7 +513,8 @@ def run_collection(todo: list[Partition], out: Path | None, loader: Any, reader:
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), len(todo) * 4)))
     ds = ds.map_batches(
         decode_rows, batch_size=pc.decode_batch_size, compute=ray.data.TaskPoolStrategy(size=pc.decode_tasks),
-        fn_kwargs={"reader": reader, "window_s": cfg.segments.window_s, "stride_s": cfg.segments.stride_s, "segments": segments},
+        fn_kwargs={"reader": reader, "window_s": cfg.segments.window_s, "stride_s": cfg.segments.stride_s, "segments": segments,
+                   "max_clips": pc.batch_size},
         num_cpus=1,
     )
     ds = ds.map_batches(

@@ -21,8 +21,8 @@ reused; every ``serve.vocab_check_s`` seconds its registry version
 reloaded — ``ovc vocab add`` and vocab-refresh are picked up without a restart.
 
 Errors: 4xx with ``{"detail": message}`` — 400 bad field / empty upload, 403 path outside the media
-root, 404 unknown vocabulary or missing file, 413 upload or video too large/long, 422 not a
-readable video. The model runs one request at a time (a lock: torch already uses every core).
+root, 404 unknown vocabulary or missing file, 411 a form without Content-Length (chunked: it would
+be spooled whole before the size check), 413 upload or video too large/long, 422 not a readable video. The model runs one request at a time (a lock: torch already uses every core).
 """
 
 from __future__ import annotations
@@ -163,8 +163,11 @@ def resolve_media_path(path: str, media_root: str) -> Path:
     if not media_root:
         raise RequestError(403, "`path` is disabled: the server has no media root (serve.media_root); upload the file instead")
     root = Path(media_root).resolve()
-    p = Path(path)
-    full = (p if p.is_absolute() else root / p).resolve()  # resolves `..` and symlinks
+    try:
+        p = Path(path)
+        full = (p if p.is_absolute() else root / p).resolve()  # resolves `..` and symlinks
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop: the client's path, not a 500
+        raise RequestError(400, f"path {path!r} is not a usable file path ({e})") from None
     if full != root and root not in full.parents:
         raise RequestError(403, f"path {path!r} is outside the media root")
     if not full.is_file():
@@ -281,6 +284,8 @@ def create_app(state: ServiceState) -> FastAPI:
         upload = None
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            if not (length and length.isdigit()):  # chunked: the form parser would spool it all before any check
+                raise RequestError(411, f"send a Content-Length with the form (uploads are limited to {max_bytes} bytes)")
             try:
                 form = await request.form(max_files=1, max_fields=32)
             except Exception as e:  # noqa: BLE001 - malformed multipart body

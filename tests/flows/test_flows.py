@@ -1,4 +1,4 @@
-"""Flows ``train-eval`` and ``vocab-refresh`` under one session-wide ``prefect_test_harness``.
+"""Flows ``train-eval`` and ``vocab-refresh`` under the session-wide ``prefect_harness`` (tests/flows/conftest.py).
 
 train-eval runs against a tiny DVC project whose stages (named like the real ones) are a few lines
 of Python: the wiring, DVC's skip-if-unchanged, override -> params.yaml mapping, retries and the
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from ovc.config import QUICK_OVERRIDES, ConfigError
+from tests.helpers import flow_artifacts
 
 import flows.train_eval as te
 import flows.vocab_refresh as vr
@@ -109,28 +110,6 @@ def dvc_project(dvc_template, tmp_path) -> Path:
 def runs(project: Path) -> list[str]:
     log = project / "runs.log"
     return log.read_text().split() if log.exists() else []
-
-
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    """One temporary Prefect server (SQLite) for the whole session; results stored under tmp."""
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    storage = tmp_path_factory.mktemp("prefect_results")
-    with prefect_test_harness(server_startup_timeout=180):
-        with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}):
-            yield
-
-
-def flow_artifacts(state) -> list:
-    """Markdown artifacts created by the flow run behind a final ``state`` (not its result records)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-        return [a for a in client.read_artifacts(artifact_filter=flt) if a.type == "markdown"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -65,9 +66,19 @@ def test_predict_partitions_errors_run_record_and_resume(published, published_mo
     assert (again["partitions_written"], again["partitions_skipped"]) == (0, 3)
     lost = sorted((out / "predictions").glob("part-00001-*.parquet"))
     lost[0].unlink()
+    # a partition of an earlier listing of the source (e.g. a video since removed): deleted once the run is complete
+    for sub in ("predictions", "errors"):
+        shutil.copy(next((out / sub).glob("part-00000-*.parquet")), out / sub / "part-00003-000000000000.parquet")
     third = json.loads(CliRunner().invoke(app, args, catch_exceptions=False).stdout)
     assert (third["partitions_written"], third["partitions_skipped"], third["classified"]) == (1, 2, 4)
+    assert third["partitions_removed"] == 1 and not list(out.rglob("part-00003-*"))
     assert len(pd.read_parquet(out / "predictions")) == 27
+
+    # a resume with other settings is refused: skipped partitions would mix two thresholds in one table
+    other = [a if a != "none" else "0.5" for a in args]
+    refused = CliRunner().invoke(app, other, catch_exceptions=False)
+    assert refused.exit_code == 2 and "threshold 'none' (this run: '0.5')" in refused.stderr
+    assert json.loads((out / "settings.json").read_text())["threshold"] == "none"
     assert [r["status"] for r in list_runs(engine)] == ["done"] * 3
     engine.dispose()
     assert not list(out.rglob(".*tmp*"))

@@ -85,7 +85,7 @@ def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
     """What the train-eval flow's promotion-gate task calls after `publish`."""
     from ovc.config import Config
     from ovc.registry.db import ENV_URL, open_registry
-    from ovc.stages.publish import receipt_path
+    from ovc.paths import DataLayout
 
     monkeypatch.delenv(ENV_URL, raising=False)
     cfg = Config()
@@ -95,7 +95,7 @@ def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
     engine = open_registry(cfg)
     _publish(engine, "v1", 0.5)
     _publish(engine, "v2", 0.52)
-    path = receipt_path(cfg)
+    path = DataLayout.of(cfg).publish_receipt  # where `ovc stage publish` writes its receipt
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"model_version": "v1"}')
     assert aliases.gate_published(cfg)["promoted"] is True
@@ -103,4 +103,38 @@ def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
     res = aliases.gate_published(cfg)
     assert res["promoted"] is False and "margin 0.05" in res["reason"]
     assert aliases.list_aliases(engine) == {"candidate": "v2", "production": "v1"}
+    engine.dispose()
+
+
+def test_vocab_add_embeds_with_production_by_default_and_takes_aliases(published, registry_copy):
+    """`ovc vocab add` resolves --model-version like classify/predict/serve: default `production`."""
+    from typer.testing import CliRunner
+
+    from ovc.cli import app
+    from ovc.registry.store import list_labels, load_embedding_matrix
+
+    engine = make_engine(registry_copy)
+    # v2: the latest, but its files do not exist — embedding with it would fail; production stays v1
+    _publish(engine, "v2", 0.1)
+    aliases.promote(engine, "v1")
+    sets = [a for o in published.overrides for a in ("-S", o)]
+    run = CliRunner()
+
+    def add(*argv: str):
+        return run.invoke(app, ["vocab", "add", "--vocab", "shop", "--registry", registry_copy, "--json", *sets, *argv])
+
+    res = add("red car")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model_version"] == "v1" and json.loads(res.stdout)["encoded"] == 1
+
+    bad = add("blue car", "--model-version", "candidate")
+    assert bad.exit_code == 2 and "no 'candidate' alias is set" in bad.stderr
+    assert [x.text for x in list_labels(engine, "shop")] == ["red car"]  # nothing added on the error
+
+    aliases.set_alias(engine, "candidate", "v1")
+    res = add("blue car", "--model-version", "candidate")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model_version"] == "v1"
+    labels, _, _ = load_embedding_matrix(engine, "shop", "v1")
+    assert sorted(labels) == ["blue car", "red car"]
     engine.dispose()

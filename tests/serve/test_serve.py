@@ -101,12 +101,17 @@ def test_serve_classifies_stays_up_and_reloads_vocabularies(server, published, p
             "vocab": c.post("/classify", data={"path": os.path.basename(videos[0]), "vocab": "no-such-vocab"}),
             "top_k": c.post("/classify", data={"path": os.path.basename(videos[0]), "top_k": "many"}),
             "nothing": c.post("/classify"),
+            "nul": c.post("/classify", data={"path": "a\x00b.mp4"}),  # Path.resolve raises ValueError: was a 500
+            # chunked (no Content-Length): was spooled whole to disk by the form parser before the size check
+            "chunked": c.post("/classify", content=(b"x" * 65536 for _ in range(16)),
+                              headers={"content-type": "multipart/form-data; boundary=b"}),
         }
         expect = {"empty": 400, "text": 422, "oversize": 413, "dotdot": 403, "absolute": 403, "vocab": 404,
-                  "top_k": 400, "nothing": 400}
+                  "top_k": 400, "nothing": 400, "nul": 400, "chunked": 411}
         assert {k: r.status_code for k, r in bad.items()} == expect
         assert "empty upload" in bad["empty"].json()["detail"] and "notes.mp4" in bad["text"].json()["detail"]
         assert "outside the media root" in bad["dotdot"].json()["detail"]
+        assert "not a usable file path" in bad["nul"].json()["detail"]
         assert "limit" in bad["oversize"].json()["detail"] and "top_k" in bad["top_k"].json()["detail"]
         # a symlink inside the media root pointing outside it is refused too
         link = media / "escape.mp4"
