@@ -14,12 +14,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from ovc.cli.common import ParamsOpt, RegistryOpt, SetOpt, err, error_line, load_cfg, open_engine
+
 if TYPE_CHECKING:
     from ovc.infer.classifier import Classifier
-
-
-def _err(msg: str, color: str | None = None) -> None:
-    typer.secho(msg, fg=color, err=True)
 
 
 def print_segments(
@@ -52,8 +50,8 @@ def print_segments(
                 typer.echo(f"    {s['start']:8.2f} - {s['end']:8.2f} s  {s['score']:.3f}  {s['label']}")
     bad = [r for r in results if r.error]
     for r in bad:
-        _err(f"  unreadable: {r.error}", "yellow")
-    _err(f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
+        err(f"  unreadable: {r.error}", "yellow")
+    err(f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
          f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
     return 1 if bad and len(bad) == len(results) else 0
 
@@ -61,46 +59,26 @@ def print_segments(
 # --------------------------------------------------------------------------------------------------
 # ovc registry promote | rollback
 # --------------------------------------------------------------------------------------------------
-def _open(registry: str, params: Optional[Path], set_: Optional[list[str]]):
-    from ovc.config import ConfigError, load_config
-    from ovc.registry.db import open_registry
-
-    try:
-        cfg = load_config(params, set_)
-    except ConfigError as e:
-        _err(f"error: {e}", "red")
-        raise typer.Exit(2) from None
-    try:
-        return cfg, open_registry(cfg, url=registry)
-    except Exception as e:  # noqa: BLE001 - bad URL, unreachable server, failed migration
-        _err(f"error: cannot open the registry: {type(e).__name__}: {e}", "red")
-        raise typer.Exit(2) from None
-
-
-_RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
-_ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
-_SetOpt = typer.Option(None, "--set", "-S", help="override a param: section.field=value (repeatable)")
-
-
 def promote_cmd(
     version: str = typer.Argument(..., help="model version name, or an alias such as 'candidate'"),
     alias: str = typer.Option("production", "--alias", help="alias to move"),
     note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
-    registry: str = _RegistryOpt,
-    params: Optional[Path] = _ParamsOpt,
-    set_: Optional[list[str]] = _SetOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Point an alias (default production) at a version; recorded with both versions' figures."""
     from ovc.registry.aliases import promote
     from ovc.registry.store import RegistryError
 
-    cfg, engine = _open(registry, params, set_)
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry, write=True)
     try:
         out = promote(engine, version, alias, note=note or "by hand (ovc registry promote)",
                       metric=cfg.promote.metric, split=cfg.promote.split)
     except RegistryError as e:
-        _err(f"error: {e}", "red")
+        err(f"error: {error_line(e)}", "red")
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
@@ -111,20 +89,21 @@ def rollback_cmd(
     alias: str = typer.Option("production", "--alias", help="alias to move back"),
     note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
-    registry: str = _RegistryOpt,
-    params: Optional[Path] = _ParamsOpt,
-    set_: Optional[list[str]] = _SetOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Point an alias back at the version its last promotion replaced."""
     from ovc.registry.aliases import rollback
     from ovc.registry.store import RegistryError
 
-    cfg, engine = _open(registry, params, set_)
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry, write=True)
     try:
         out = rollback(engine, alias, note=note or "by hand (ovc registry rollback)",
                        metric=cfg.promote.metric, split=cfg.promote.split)
     except RegistryError as e:
-        _err(f"error: {e}", "red")
+        err(f"error: {error_line(e)}", "red")
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
@@ -133,14 +112,14 @@ def rollback_cmd(
 
 def aliases_cmd(
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
-    registry: str = _RegistryOpt,
-    params: Optional[Path] = _ParamsOpt,
-    set_: Optional[list[str]] = _SetOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Aliases and the promotion history (with both versions' figures)."""
     from ovc.registry.aliases import history, list_aliases
 
-    _, engine = _open(registry, params, set_)
+    engine = open_engine(load_cfg(params, set_), registry)
     try:
         out = {"aliases": list_aliases(engine), "history": history(engine)}
     finally:
@@ -162,9 +141,9 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port", help="TCP port"),
     model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
     media_root: Optional[str] = typer.Option(None, "--media-root", help="folder `path` requests may read (default serve.media_root)"),
-    registry: str = _RegistryOpt,
-    params: Optional[Path] = _ParamsOpt,
-    set_: Optional[list[str]] = _SetOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.serve.app)."""
     import logging
@@ -176,20 +155,21 @@ def serve_cmd(
     from ovc.serve.app import RequestError, build_state, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg, engine = _open(registry, params, set_)
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry)
     engine.dispose()
     if media_root is not None:
         cfg.serve.media_root = media_root
     try:
         state = build_state(cfg, registry, model_version)
     except (RegistryError, PublishedModelError) as e:
-        _err(f"error: {e}", "red")
+        err(f"error: {error_line(e)}", "red")
         raise typer.Exit(2) from None
     try:
         state.classifier(cfg.serve.default_vocab)  # load the default vocabulary before the first request
     except RequestError as e:
-        _err(f"note: default vocabulary not loaded: {e.message}", "yellow")
-    _err(f"serving model version {state.model.name} on http://{host}:{port} "
+        err(f"note: default vocabulary not loaded: {e.message}", "yellow")
+    err(f"serving model version {state.model.name} on http://{host}:{port} "
          f"(media root: {cfg.serve.media_root or 'none, uploads only'})")
     try:
         uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
@@ -211,9 +191,9 @@ def predict_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="embedding actors (default predict.workers)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
     as_json: bool = typer.Option(False, "--json", help="the run summary as JSON on stdout"),
-    registry: str = _RegistryOpt,
-    params: Optional[Path] = _ParamsOpt,
-    set_: Optional[list[str]] = _SetOpt,
+    registry: str = RegistryOpt,
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Classify a whole collection on Ray Data into partitioned parquet (resumable; see ovc.infer.predict)."""
     import logging
@@ -227,21 +207,22 @@ def predict_cmd(
     if thr in ("none", "off"):
         thr = None
         if top_k is None:
-            _err("error: --threshold none needs --top-k", "red")
+            err("error: --threshold none needs --top-k", "red")
             raise typer.Exit(2)
     elif thr != "calibrated":
         try:
             thr = float(thr)
         except ValueError:
-            _err(f"error: --threshold must be 'calibrated', 'none' or a number in [0, 1], got {threshold!r}", "red")
+            err(f"error: --threshold must be 'calibrated', 'none' or a number in [0, 1], got {threshold!r}", "red")
             raise typer.Exit(2) from None
-    cfg, engine = _open(registry, params, set_)
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry)
     engine.dispose()
     try:
         summary = predict(source, vocab, out, cfg=cfg, registry_url=registry, model_version=model_version, threshold=thr,
                           top_k=top_k, segments=segments, workers=workers, progress=progress)
     except (PredictError, RegistryError, PublishedModelError) as e:
-        _err(f"error: {e}", "red")
+        err(f"error: {error_line(e)}", "red")
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -249,7 +230,7 @@ def predict_cmd(
         typer.echo(f"run {summary.run_id}: {summary.classified} classified, {summary.errors} unreadable of {summary.videos} videos; "
                    f"{summary.partitions_written} partition(s) written, {summary.partitions_skipped} already done -> {summary.out}")
     if summary.errors:
-        _err(f"  {summary.errors} unreadable video(s): see {summary.out}/errors/", "yellow")
+        err(f"  {summary.errors} unreadable video(s): see {summary.out}/errors/", "yellow")
 
 
 def mount(app: typer.Typer, registry_app: typer.Typer) -> None:

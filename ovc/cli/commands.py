@@ -23,76 +23,23 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from ovc.cli.common import JsonOpt, ParamsOpt, RegistryOpt, SetOpt, err, fail, load_cfg, open_engine, quiet_logging
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from ovc.config import Config
     from ovc.registry.store import LabelSpec
 
 vocab_app = typer.Typer(no_args_is_help=True, help="Grow, list and shrink label vocabularies in the registry.")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the registry (model versions, vocabularies, thresholds).")
 
-RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
-ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
-SetOpt = typer.Option(None, "--set", "-S", help="override a param: section.field=value (repeatable)")
-JsonOpt = typer.Option(False, "--json", help="machine-readable JSON on stdout")
 _LABEL_FILE_HINT = (".txt", ".tsv", ".csv", ".lst", ".labels")
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared helpers
-# --------------------------------------------------------------------------------------------------
-def _err(msg: str, color: str | None = None) -> None:
-    typer.secho(msg, fg=color, err=True)
-
-
-def _fail(msg: str, code: int = 2) -> typer.Exit:
-    _err(f"error: {' '.join(msg.split())}", "red")  # one line, whatever the message holds
-    return typer.Exit(code)
-
-
-def _quiet_logging() -> None:
-    """Warnings and errors only (per-item problems are printed by the commands themselves)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def _config(params: Optional[Path], overrides: Optional[list[str]]) -> Config:
-    from ovc.config import ConfigError, load_config
-
-    try:
-        return load_config(params, overrides)
-    except ConfigError as e:
-        raise _fail(str(e)) from None
-
-
-def _engine(cfg: Config, url: str, *, write: bool = False) -> Engine:
-    """Open the registry: readers never create, migrate or lock; writers create only an explicit URL.
-
-    A registry that is missing at the default path (``<paths.data>/registry.db`` under the current
-    directory: running ``ovc`` outside a project) is an error that says where to point, never a
-    new empty registry. A URL the user named (``--registry``, ``registry.url``, ``$OVC_REGISTRY_URL``)
-    may be created by a writing command.
-    """
-    import os
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ovc.registry.db import ENV_URL, open_registry, open_registry_readonly
-
-    explicit = bool(url or cfg.registry.url or os.environ.get(ENV_URL))
-    try:
-        if write:
-            return open_registry(cfg, url=url, create=explicit)
-        return open_registry_readonly(cfg, url=url)
-    except (SQLAlchemyError, ValueError, OSError) as e:  # bad URL, unreachable server, corrupt file
-        raise _fail(f"cannot open the registry: {type(e).__name__}: {' '.join(str(e).split())}") from None
 
 
 @dataclass(frozen=True)
@@ -168,7 +115,7 @@ def _is_dir(path: Path) -> bool:
 
 def _print_issues(issues: list[Any], what: str = "rejected") -> None:
     for issue in issues:
-        _err(f"  {what}: {issue}", "yellow")
+        err(f"  {what}: {issue}", "yellow")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,23 +138,23 @@ def vocab_add(
     from ovc.registry.aliases import PRODUCTION, resolve_version
     from ovc.registry.store import RegistryError, add_labels, latest_model_version
 
-    _quiet_logging()
+    quiet_logging()
     # the plan ("N to link, M to encode": totals of the whole call) is worth a line on stderr
     logging.getLogger("ovc.registry.store").setLevel(logging.INFO)
-    cfg = _config(params, set_)
+    cfg = load_cfg(params, set_)
     specs, issues, notes = gather_labels(items, cfg.registry.max_label_chars)
     for note in notes:
-        _err(note)
+        err(note)
     _print_issues(issues)
     if not specs and issues:  # every label rejected: exit 1, and no (empty) vocabulary is created
-        _err(f"error: all {len(issues)} label(s) rejected; nothing added to {vocab!r}", "red")
+        err(f"error: all {len(issues)} label(s) rejected; nothing added to {vocab!r}", "red")
         raise typer.Exit(1)
-    engine = _engine(cfg, registry, write=True)
+    engine = open_engine(cfg, registry, write=True)
     try:
         mv_name: str | None = None
         if not no_embed:
             if model_version in ("latest", PRODUCTION) and latest_model_version(engine) is None:
-                _err("note: no model version is published yet; labels are registered without embeddings "
+                err("note: no model version is published yet; labels are registered without embeddings "
                      "(`ovc stage publish` embeds them)")
             else:  # an alias is resolved once, like classify/predict/serve: the whole call embeds with one version
                 mv_name = get_model_version(engine, resolve_version(engine, model_version)).name
@@ -215,14 +162,14 @@ def vocab_add(
 
         def encode_fn(labels: list[str]):
             if "model" not in model_cache:  # loaded on the first batch that needs it (the total is logged above)
-                _err(f"loading model version {mv_name} ...")
+                err(f"loading model version {mv_name} ...")
                 model_cache["model"] = build_published(get_model_version(engine, mv_name), device=cfg.classify.device)
             return model_cache["model"].encode_labels(labels, batch_size=cfg.publish.batch_size)
 
         result = add_labels(engine, vocab, specs, encode_fn, mv_name, max_label_chars=cfg.registry.max_label_chars,
                             batch_size=max(cfg.publish.batch_size, 256), progress=None)
     except (RegistryError, PublishedModelError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         engine.dispose()
     result.issues = []  # already reported with their source; the JSON carries the sourced ones
@@ -251,9 +198,9 @@ def vocab_ls(
     """List vocabularies (name, size) or one vocabulary's labels."""
     from ovc.registry.store import RegistryError, list_labels, list_vocabularies
 
-    _quiet_logging()
-    cfg = _config(params, set_)
-    engine = _engine(cfg, registry)
+    quiet_logging()
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry)
     try:
         if vocab is None:
             rows = [{"vocabulary": v.name, "labels": v.n_labels, "created_at": str(v.created_at)} for v in list_vocabularies(engine)]
@@ -267,7 +214,7 @@ def vocab_ls(
             return
         labels = list_labels(engine, vocab)
     except RegistryError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         engine.dispose()
     if as_json:
@@ -276,7 +223,7 @@ def vocab_ls(
     else:
         for s in labels:
             typer.echo(f"{s.text}\t{s.kind or ''}".rstrip("\t"))
-        _err(f"{len(labels)} label(s) in {vocab!r}")
+        err(f"{len(labels)} label(s) in {vocab!r}")
 
 
 @vocab_app.command("rm")
@@ -292,13 +239,13 @@ def vocab_rm(
     """Remove labels from a vocabulary, or the vocabulary itself (embeddings stay cached unless --prune)."""
     from ovc.registry.store import RegistryError, remove_labels, remove_vocabulary
 
-    _quiet_logging()
-    cfg = _config(params, set_)
+    quiet_logging()
+    cfg = load_cfg(params, set_)
     specs, issues, notes = gather_labels(list(items or []), cfg.registry.max_label_chars)
     for note in notes:
-        _err(note)
+        err(note)
     _print_issues(issues)
-    engine = _engine(cfg, registry, write=True)
+    engine = open_engine(cfg, registry, write=True)
     try:
         if not items:
             out: dict[str, Any] = {"vocabulary": vocab, "removed_vocabulary": True, **remove_vocabulary(engine, vocab, prune_orphans=prune)}
@@ -308,7 +255,7 @@ def vocab_rm(
             out["issues"] = [vars(i) for i in issues]
             msg = f"vocabulary {vocab!r}: removed {out['removed']}, not present {out['not_present']}, pruned {out['pruned']}, rejected {len(issues)}"
     except RegistryError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         engine.dispose()
     typer.echo(json.dumps(out, ensure_ascii=False, indent=2) if as_json else msg)
@@ -367,9 +314,9 @@ def registry_ls(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Model versions (digests, embeddings, thresholds), vocabularies and their sizes."""
-    _quiet_logging()
-    cfg = _config(params, set_)
-    engine = _engine(cfg, registry)
+    quiet_logging()
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry)
     try:
         info = registry_overview(engine)
     finally:
@@ -404,9 +351,9 @@ def registry_upgrade(
     """Migrate the registry's schema to this ovc's head (read-only commands never migrate)."""
     from ovc.registry.db import current_revision, head_revision
 
-    _quiet_logging()
-    cfg = _config(params, set_)
-    engine = _engine(cfg, registry, write=True)  # writers migrate on open
+    quiet_logging()
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry, write=True)  # writers migrate on open
     try:
         typer.echo(f"registry {engine.url.render_as_string(hide_password=True)} at schema revision "
                    f"{current_revision(engine)} (head {head_revision()})")
@@ -426,9 +373,9 @@ def _parse_threshold(value: str) -> Any:
     try:
         x = float(v)
     except ValueError:
-        raise _fail(f"--threshold must be 'calibrated', 'none' or a number in [0, 1], got {value!r}") from None
+        raise fail(f"--threshold must be 'calibrated', 'none' or a number in [0, 1], got {value!r}") from None
     if not 0.0 <= x <= 1.0:
-        raise _fail(f"--threshold {x} is outside [0, 1] (scores are σ(s/τ) probabilities)")
+        raise fail(f"--threshold {x} is outside [0, 1] (scores are σ(s/τ) probabilities)")
     return x
 
 
@@ -452,14 +399,14 @@ def classify_cmd(
     from ovc.infer.published import PublishedModelError
     from ovc.registry.store import RegistryError
 
-    _quiet_logging()
+    quiet_logging()
     thr = _parse_threshold(threshold)
-    cfg = _config(params, set_)
-    engine = _engine(cfg, registry)
+    cfg = load_cfg(params, set_)
+    engine = open_engine(cfg, registry)
     try:
         clf = Classifier.from_registry(model_version, vocab, cfg=cfg, engine=engine)
     except (RegistryError, PublishedModelError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         engine.dispose()
     if segments:
@@ -468,7 +415,7 @@ def classify_cmd(
         try:
             code = print_segments(clf, videos, thr, window_s, stride_s, as_json, progress)
         except ValueError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         raise typer.Exit(code)
     results = clf.classify(videos, top_k=top_k, threshold=thr, progress=progress)
     bad = [r for r in results if r.error]
@@ -484,8 +431,8 @@ def classify_cmd(
             for x in r.labels:
                 typer.echo(f"    {x['score']:.3f}  {x['label']}" + (f"  ({x['kind']})" if x["kind"] else ""))
     for r in bad:
-        _err(f"  unreadable: {r.error}", "yellow")
-    _err(f"classified {len(results) - len(bad)} of {len(results)} video(s) against {vocab!r} "
+        err(f"  unreadable: {r.error}", "yellow")
+    err(f"classified {len(results) - len(bad)} of {len(results)} video(s) against {vocab!r} "
          f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
     if len(bad) == len(results):
         raise typer.Exit(1)

@@ -18,13 +18,9 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ovc.config import ConfigError, dump_params, load_config
-from ovc.errors import OvcError, one_line
-
-
-def error_line(exc: BaseException) -> str:
-    """One line for a user-facing error: the message with newlines folded (no traceback)."""
-    return one_line(exc) or type(exc).__name__
+from ovc.cli.common import ParamsOpt, SetOpt, error_line, load_cfg
+from ovc.config import dump_params
+from ovc.errors import OvcError
 
 
 class _OvcGroup(TyperGroup):
@@ -46,8 +42,6 @@ app = typer.Typer(
     cls=_OvcGroup, add_completion=False, no_args_is_help=True, help="Open-vocabulary multi-label video classification."
 )
 
-ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
-SetOpt = typer.Option(None, "--set", "-S", help="override a param, DVC-style: section.field=value (repeatable)")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -56,14 +50,6 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def _load(params: Optional[Path], overrides: Optional[list[str]]):
-    try:
-        return load_config(params, overrides)
-    except ConfigError as e:
-        typer.secho(f"error: {error_line(e)}", fg="red", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -84,7 +70,7 @@ def stage(
     if name not in STAGES:
         typer.secho(f"error: unknown stage {name!r}; known: {', '.join(STAGES)}", fg="red", err=True)
         raise typer.Exit(2)
-    cfg = _load(params, set_)
+    cfg = load_cfg(params, set_)
     summary = run_stage(name, cfg)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
@@ -119,7 +105,7 @@ def bench(
 @app.command("params")
 def params_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
     """Print the resolved configuration (params.yaml + overrides) as YAML."""
-    typer.echo(dump_params(_load(params, set_)))
+    typer.echo(dump_params(load_cfg(params, set_)))
 
 
 
