@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from ovc.cli.common import ParamsOpt, RegistryOpt, SetOpt, err, error_line, load_cfg, open_engine
+from ovc.cli.common import ParamsOpt, RegistryOpt, SetOpt, err, error_line, load_cfg, open_engine, registry_session
 
 if TYPE_CHECKING:
     from ovc.infer.classifier import Classifier
@@ -70,18 +70,11 @@ def promote_cmd(
 ) -> None:
     """Point an alias (default production) at a version; recorded with both versions' figures."""
     from ovc.registry.aliases import promote
-    from ovc.registry.store import RegistryError
 
-    cfg = load_cfg(params, set_)
-    engine = open_engine(cfg, registry, write=True)
-    try:
+    # a RegistryError (an OvcError) is printed by the app as one line, exit 2
+    with registry_session(registry, params, set_, write=True) as (cfg, engine):
         out = promote(engine, version, alias, note=note or "by hand (ovc registry promote)",
                       metric=cfg.promote.metric, split=cfg.promote.split)
-    except RegistryError as e:
-        err(f"error: {error_line(e)}", "red")
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
     typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from'] or '-'} -> {out['to']}")
 
 
@@ -95,18 +88,10 @@ def rollback_cmd(
 ) -> None:
     """Point an alias back at the version its last promotion replaced."""
     from ovc.registry.aliases import rollback
-    from ovc.registry.store import RegistryError
 
-    cfg = load_cfg(params, set_)
-    engine = open_engine(cfg, registry, write=True)
-    try:
+    with registry_session(registry, params, set_, write=True) as (cfg, engine):
         out = rollback(engine, alias, note=note or "by hand (ovc registry rollback)",
                        metric=cfg.promote.metric, split=cfg.promote.split)
-    except RegistryError as e:
-        err(f"error: {error_line(e)}", "red")
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
     typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from']} -> {out['to']} (rollback)")
 
 
@@ -119,11 +104,8 @@ def aliases_cmd(
     """Aliases and the promotion history (with both versions' figures)."""
     from ovc.registry.aliases import history, list_aliases
 
-    engine = open_engine(load_cfg(params, set_), registry)
-    try:
+    with registry_session(registry, params, set_) as (_, engine):
         out = {"aliases": list_aliases(engine), "history": history(engine)}
-    finally:
-        engine.dispose()
     if as_json:
         typer.echo(json.dumps(out, indent=2, default=str))
         return
