@@ -223,3 +223,11 @@ def write_vocabulary(df: pd.DataFrame, path: str | os.PathLike) -> None:
     df = df.reset_index(drop=True)
     validate(df, VOCABULARY_SCHEMA, f"{path} (vocabulary to write)")
     _write_table(df, path, _VOCAB_TYPES)
+
+
+def read_clean(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The clean manifest (video paths confined to the data roots) and vocabulary of a project:
+    what every stage after ``clean`` reads (train, evaluate, synth_labels)."""
+    layout = DataLayout.of(cfg)
+    manifest = read_manifest(layout.clean_manifest, roots=data_roots(cfg))
+    return manifest, read_vocabulary(layout.clean_vocabulary)

@@ -100,17 +100,11 @@ class SplitData:
 
 def load_splits(cfg: Config, splits: list[str] | None = None) -> dict[str, SplitData]:
     """The evaluation splits of the clean manifest: ``val`` (training vocabulary) and every ``open_*``."""
-    from ovc.data.manifest import (
-        data_roots,
-        read_manifest,
-        read_vocabulary,
-        resolve_video_path,
-    )
+    from ovc.data.manifest import read_clean, resolve_video_path
 
     layout = DataLayout.of(cfg)
     manifest_path = layout.clean_manifest
-    df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
-    vocab_df = read_vocabulary(layout.clean_vocabulary)
+    df, vocab_df = read_clean(cfg)  # paths confined to the data roots
     present = [s for s in df["split"].unique().tolist() if s in CLOSED_SPLITS or s.startswith("open_")]
     wanted = splits or cfg.evaluate.splits or sorted(present, key=lambda s: (s not in CLOSED_SPLITS, s))
     out: dict[str, SplitData] = {}

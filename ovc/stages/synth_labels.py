@@ -20,13 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ovc.config import Config
-from ovc.data.manifest import (
-    data_roots,
-    read_manifest,
-    read_vocabulary,
-    resolve_video_path,
-    write_vocabulary,
-)
+from ovc.data.manifest import read_clean, resolve_video_path, write_vocabulary
 from ovc.data.schemas import validate
 from ovc.fileio import atomic_write_json
 from ovc.paths import DataLayout
@@ -82,8 +76,7 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
     t0 = time.time()
     layout = DataLayout.of(cfg)
     manifest_path = layout.clean_manifest
-    manifest = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
-    vocab_df = read_vocabulary(layout.clean_vocabulary)
+    manifest, vocab_df = read_clean(cfg)  # paths confined to the data roots
     vocabulary = sorted(vocab_df.loc[vocab_df["vocab"] == "train", "label"].tolist())
     videos = manifest[manifest["split"].isin(sc.splits)]
     if sc.max_videos > 0:

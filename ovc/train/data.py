@@ -15,22 +15,15 @@ class TrainData:
     """
 
     def __init__(self, cfg: Config, method: str = ""):
-        from ovc.data.manifest import (
-            data_roots,
-            read_manifest,
-            read_vocabulary,
-            resolve_video_path,
-        )
+        from ovc.data.manifest import read_clean, resolve_video_path
         from ovc.synth.table import merged_train_labels, merged_train_vocabulary
 
-        layout = DataLayout.of(cfg)
-        manifest_path = layout.clean_manifest
-        df = read_manifest(manifest_path, roots=data_roots(cfg))  # paths confined to the data roots
+        manifest_path = DataLayout.of(cfg).clean_manifest
+        df, vocab = read_clean(cfg)  # paths confined to the data roots
         df = df[df["split"] == "train"].reset_index(drop=True)
         if len(df) == 0:
             raise ValueError(f"{manifest_path}: no videos with split 'train'")
         df = merged_train_labels(cfg, df, method)  # + synthetic labels (paper §4.4) when switched on
-        vocab = read_vocabulary(layout.clean_vocabulary)
         self.vocabulary = merged_train_vocabulary(cfg, sorted(vocab.loc[vocab["vocab"] == "train", "label"].tolist()), method)
         self.video_ids = df["video_id"].tolist()
         self.labels = [list(x) for x in df["labels"]]
