@@ -27,10 +27,9 @@ def vocabulary_version(engine: Engine, vocab: str) -> str:
         vid = s.scalar(select(Vocabulary.id).where(Vocabulary.name == vocab))
         if vid is None:
             raise NotFoundError(f"unknown vocabulary {vocab!r}")
-        rows = s.connection().execute(
+        rows = sorted(s.connection().execute(
             select(VocabularyLabel.label_id, VocabularyLabel.kind).where(VocabularyLabel.vocabulary_id == vid)
-        ).all()
-    rows.sort()
+        ).all())
     h = hashlib.sha256(f"{vid}|{len(rows)}|".encode())
     h.update(",".join(f"{i}:{k or ''}" for i, k in rows).encode())
     return h.hexdigest()[:16]

@@ -39,10 +39,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import Table, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from ovc.registry.errors import (  # noqa: F401 - re-exported: ovc.registry.store.<Error> keeps working
@@ -177,7 +177,7 @@ def _ensure_labels(session: Session, texts: Sequence[str]) -> dict[str, int]:
 
 def _link_labels(session: Session, vocabulary_id: int, specs: Sequence[LabelSpec], ids: Mapping[str, int]) -> int:
     """Link labels to a vocabulary; returns how many links are new (existing links are kept as is)."""
-    table = VocabularyLabel.__table__
+    table = cast(Table, VocabularyLabel.__table__)  # declarative __table__ is typed FromClause
     wanted = sorted((ids[s.text], s.kind) for s in specs)
     added = 0
     for chunk in chunks(wanted):
@@ -206,7 +206,7 @@ def _store_embeddings(
     session: Session, mv: ModelVersionInfo, ids: Mapping[str, int], vectors: Mapping[str, bytes]
 ) -> None:
     """Upsert one embedding per text for ``mv`` (replacing rows made by another encoder digest)."""
-    table = LabelEmbedding.__table__
+    table = cast(Table, LabelEmbedding.__table__)  # declarative __table__ is typed FromClause
     items = sorted((ids[t], v) for t, v in vectors.items())
     for chunk in chunks(items):
         label_ids = [lid for lid, _ in chunk]
