@@ -25,12 +25,15 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from ovc.config import LLMConfig
+
+if TYPE_CHECKING:  # transformers is imported lazily at run time (slow import)
+    from transformers import T5ForConditionalGeneration
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +271,7 @@ class MaskedEncoderLLM(LLMBackend):
         return hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (n*N, W, d) -> (n*N, KL, d)
 
 
-def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> tuple[nn.Module, Any]:
+def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> tuple[T5ForConditionalGeneration, Any]:
     """A tiny random-weight T5 with the (file-free) ByT5 byte tokenizer: the seq2seq backend without
     downloads, for tests and smoke runs. ``save_pretrained`` both into a dir to test loading.
 
