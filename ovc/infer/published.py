@@ -134,7 +134,8 @@ def config_from_params(data: dict[str, Any]) -> Config:
                 log.warning("published config: ignoring unknown key %s%s", where, k)
                 continue
             tp = hints[k]
-            out[k] = prune(tp, v, f"{where}{k}.") if dataclasses.is_dataclass(tp) and isinstance(v, dict) else v
+            # cast: is_dataclass narrows the hint to a DataclassInstance union; it is always a class here
+            out[k] = prune(typing.cast(type, tp), v, f"{where}{k}.") if dataclasses.is_dataclass(tp) and isinstance(v, dict) else v
         return out
 
     return config_from_dict(prune(Config, dict(data), ""))

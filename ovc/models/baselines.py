@@ -194,8 +194,9 @@ class FrameMeanVideoEncoder(nn.Module):
 
 def unlock_clip(clip: ClipModel) -> ClipModel:
     """Make both CLIP towers trainable (ViFi-CLIP*); logit scale/bias stay frozen (the loss has its own τ)."""
-    if hasattr(clip, "unlock"):
-        clip.unlock()
+    unlock = getattr(clip, "unlock", None)  # a ClipModel subclass may bring its own
+    if callable(unlock):
+        unlock()
     else:
         for p in clip.model.parameters():
             p.requires_grad = True

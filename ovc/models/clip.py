@@ -157,8 +157,10 @@ class ClipModel(nn.Module):
         return self
 
     @property
-    def visual(self) -> nn.Module:
+    def visual(self) -> Any:
         """The vision tower (``conv1``, ``transformer.resblocks``, ``ln_post``, ``proj``...)."""
+        # Any: open_clip's VisionTransformer reaches its sub-modules through nn.Module.__getattr__,
+        # which mypy types as ``Tensor | Module``; every caller indexes into them.
         return self.model.visual
 
     # ------------------------------------------------------------------ text

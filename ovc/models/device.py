@@ -18,10 +18,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+
+_M = TypeVar("_M", bound=torch.nn.Module)  # fp32_trainable returns the module it was given
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> ``cuda:<current>`` when CUDA is visible, else ``cpu``; otherwise ``torch.device(spec)``."""
@@ -86,7 +88,7 @@ def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradSca
     return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, enabled) == torch.float16)
 
 
-def fp32_trainable(module: torch.nn.Module) -> torch.nn.Module:
+def fp32_trainable(module: _M) -> _M:
     """Cast every trainable parameter to fp32 in place (frozen towers keep ``clip.precision``)."""
     for p in module.parameters():
         if p.requires_grad and p.dtype != torch.float32:

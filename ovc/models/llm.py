@@ -25,12 +25,15 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from ovc.config import LLMConfig
+
+if TYPE_CHECKING:  # transformers is imported lazily at run time (slow import)
+    from transformers import T5ForConditionalGeneration
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,8 @@ class LLMBackend(nn.Module):
             raise ValueError(f"n_prefixes, k_attributes, l_tokens must be >= 1, got {n_prefixes}, {k_attributes}, {l_tokens}")
         if "{label}" not in template:
             raise ValueError(f"LLM template {template!r} has no '{{label}}' placeholder")
-        self.llm = model
+        # Any: a transformers PreTrainedModel (config, get_encoder, ...), typed as nn.Module by callers
+        self.llm: Any = cast(Any, model)
         self.tokenizer = tokenizer
         self.n_prefixes = n_prefixes
         self.k_attributes = k_attributes
@@ -267,7 +271,7 @@ class MaskedEncoderLLM(LLMBackend):
         return hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (n*N, W, d) -> (n*N, KL, d)
 
 
-def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> tuple[nn.Module, Any]:
+def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> tuple[T5ForConditionalGeneration, Any]:
     """A tiny random-weight T5 with the (file-free) ByT5 byte tokenizer: the seq2seq backend without
     downloads, for tests and smoke runs. ``save_pretrained`` both into a dir to test loading.
 
@@ -281,7 +285,7 @@ def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -
         vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=2 * d_model, num_heads=heads,
         num_layers=layers, num_decoder_layers=layers, decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
+    )  # type: ignore[call-arg]  # T5Config's stub omits the PretrainedConfig kwargs it forwards
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)
@@ -313,7 +317,8 @@ def create_llm(cfg: LLMConfig, model: nn.Module | None = None, tokenizer: Any = 
         raise ValueError("create_llm: a tokenizer must come with the model")
     if cfg.backend == "masked-encoder" and getattr(tokenizer, "mask_token_id", None) is None:
         raise LLMLoadError(f"LLM {cfg.name!r} has no [MASK] token; the masked-encoder backend needs a BERT-family model")
-    log.debug("LLM %s (%s): d=%d", cfg.name, cfg.backend, model.get_input_embeddings().weight.shape[1])
+    hf: Any = model  # a transformers model: get_input_embeddings is not on nn.Module
+    log.debug("LLM %s (%s): d=%d", cfg.name, cfg.backend, hf.get_input_embeddings().weight.shape[1])
     return BACKENDS[cfg.backend](
         model,
         tokenizer,

@@ -41,7 +41,7 @@ regularisation (α = 1, θ_ft used directly).
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +86,14 @@ class SpatialLayer(nn.Module):
         resblock: the open_clip ``ResidualAttentionBlock`` to copy.
         with_mlp: also copy ``ln_2, mlp, ls_2``.
     """
+
+    # set by setattr from ATTN_PARTS / MLP_PARTS in __init__ (MLP parts only when with_mlp)
+    ln_1: nn.Module
+    attn: nn.MultiheadAttention
+    ls_1: nn.Module
+    ln_2: nn.Module
+    mlp: nn.Module
+    ls_2: nn.Module
 
     def __init__(self, resblock: nn.Module, with_mlp: bool):
         super().__init__()
@@ -245,9 +253,13 @@ class VideoEncoder(nn.Module):
             return None
         return float(torch.rand((), generator=generator).item()) * lam
 
+    def _block(self, t: int) -> TemporalBlock:
+        """Block t of the branch (``self.blocks`` only ever holds TemporalBlocks)."""
+        return cast(TemporalBlock, self.blocks[t])
+
     def _interpolated(self, t: int, alpha: float) -> dict[str, torch.Tensor]:
         """α·θ_ft + (1−α)·θ_frozen of block t's spatial layer (θ_frozen = CLIP resblock's own tensors)."""
-        layer = self.blocks[t].spatial
+        layer = self._block(t).spatial
         frozen = dict(self.clip.visual.transformer.resblocks[self.first_layer + t].named_parameters())
         ft = dict(layer.named_parameters())
         if torch.is_grad_enabled():
@@ -261,7 +273,7 @@ class VideoEncoder(nn.Module):
         return hit[1]
 
     def _spatial(self, t: int, frames: torch.Tensor, tmp: torch.Tensor, alpha: float, tmp_only: bool):
-        layer = self.blocks[t].spatial
+        layer = self._block(t).spatial
         if alpha == 1.0:
             return layer(frames, tmp, tmp_only)
         return functional_call(layer, self._interpolated(t, alpha), (frames, tmp, tmp_only))
@@ -319,7 +331,8 @@ class VideoEncoder(nn.Module):
         a = self.resolve_alpha(alpha)
         x: torch.Tensor | None = None
         tmp: torch.Tensor | None = None
-        for t, block in enumerate(self.blocks):
+        for t in range(T):
+            block = self._block(t)
             h = block.proj(inputs[t])
             h = h.view(B, Fr, *h.shape[1:])  # (B*F, 1+N, W) -> (B, F, 1+N, W)
             if x is None:
@@ -328,6 +341,7 @@ class VideoEncoder(nn.Module):
                 x = h
             else:
                 x = x + h
+            assert tmp is not None  # set from the frame CLS tokens at block 0
             x, tmp = block.temporal_attention(x, tmp)
             last = t == T - 1  # the last block's frame tokens are never read: only TMP queries
             patches, tmp = self._spatial(t, x, tmp, a, tmp_only=last)  # (B, F, 1+N, W) incl. CLS, (B, W)

@@ -162,6 +162,7 @@ def rollback(engine: Engine, alias: str = PRODUCTION, *, note: str | None = None
             if prev_promo is None or prev_promo.from_version_id is None:
                 raise RegistryError(f"alias {alias!r} has no earlier version to roll back to")
             prev = s.get(ModelVersion, prev_promo.from_version_id)
+        assert prev is not None  # from_version_id is a foreign key to model_versions
         name = prev.name
     return _move(engine, alias, name, "rollback", note, metric, split)
 
@@ -172,7 +173,7 @@ def history(engine: Engine, alias: str | None = None) -> list[dict[str, Any]]:
         stmt = select(Promotion).order_by(Promotion.id)
         if alias:
             stmt = stmt.where(Promotion.alias == alias)
-        names = dict(s.execute(select(ModelVersion.id, ModelVersion.name)).all())
+        names: dict[int | None, str] = dict(s.execute(select(ModelVersion.id, ModelVersion.name)).all())
         return [
             {"alias": p.alias, "action": p.action, "from": names.get(p.from_version_id), "to": names.get(p.to_version_id),
              "from_figures": p.from_figures, "to_figures": p.to_figures, "note": p.note, "at": str(p.created_at)}

@@ -67,8 +67,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     if u.get_backend_name() != "sqlite":
         return create_engine(u, echo=echo, pool_pre_ping=True, future=True)
 
-    if not _is_sqlite_memory(u) and not u.database.startswith("file:"):  # URI form: the caller's file
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    db = u.database  # a non-empty str whenever the URL is not an in-memory SQLite one
+    if db and not _is_sqlite_memory(u) and not db.startswith("file:"):  # URI form: the caller's file
+        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
     memory = _is_sqlite_memory(u)
 
@@ -175,6 +176,7 @@ def sqlite_path(url: str) -> Path | None:
     if u.get_backend_name() != "sqlite" or _is_sqlite_memory(u):
         return None
     db = u.database
+    assert db is not None  # _is_sqlite_memory(u) is False, so the path is set
     if db.startswith("file:"):  # URI form: sqlite:///file:/x/registry.db?mode=ro&uri=true
         db = db[len("file:") :].split("?", 1)[0]
     return Path(db).expanduser()

@@ -257,10 +257,9 @@ def load_embedding_matrix(
             .where(Vocabulary.name == vocab)
         )
         # The only query when all is well; Core (not ORM) execution: no per-row ORM wrapping.
-        rows = session.connection().execute(stmt).all()
         # Sort here, not in SQL: an ORDER BY makes SQLite copy every 2 KiB vector through a temp
         # b-tree (2x slower). Python orders str by code point, like SQLite BINARY / PostgreSQL "C".
-        rows.sort(key=itemgetter(0))
+        rows = sorted(session.connection().execute(stmt).all(), key=itemgetter(0))
         if not rows:
             find_vocabulary_id(session, vocab)  # raises NotFoundError if unknown
             mv = resolve_model_version(session, model_version)
@@ -277,7 +276,7 @@ def load_embedding_matrix(
                 raise NotFoundError(msg)
             log.warning(msg)
             keep = [i for i, v in enumerate(vectors) if v is not None]
-            texts, kinds, dims, vectors = ([seq[i] for i in keep] for seq in (texts, kinds, dims, vectors))
+            texts, kinds, dims, vectors = (tuple([seq[i] for i in keep]) for seq in (texts, kinds, dims, vectors))
         if not texts:
             return [], np.zeros((0, mv.embed_dim), dtype=np.float32), []
         dim = dims[0]

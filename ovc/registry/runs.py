@@ -39,7 +39,7 @@ def list_runs(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as s:
         names = dict(s.execute(select(ModelVersion.id, ModelVersion.name)).all())
         return [
-            {"run_id": r.run_id, "model_version": names.get(r.model_version_id), "vocabulary": r.vocabulary,
+            {"run_id": r.run_id, "model_version": names.get(r.model_version_id) if r.model_version_id is not None else None, "vocabulary": r.vocabulary,
              "vocabulary_version": r.vocabulary_version, "threshold": r.threshold, "source": r.source,
              "output": r.output, "status": r.status, "counts": r.counts, "started_at": str(r.started_at),
              "finished_at": str(r.finished_at) if r.finished_at else None}

@@ -34,15 +34,16 @@ caller's transaction in a SAVEPOINT; the caller commits).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import CursorResult, Table, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from ovc.registry.errors import (  # noqa: F401 - re-exported: ovc.registry.store.<Error> keeps working
@@ -177,7 +178,7 @@ def _ensure_labels(session: Session, texts: Sequence[str]) -> dict[str, int]:
 
 def _link_labels(session: Session, vocabulary_id: int, specs: Sequence[LabelSpec], ids: Mapping[str, int]) -> int:
     """Link labels to a vocabulary; returns how many links are new (existing links are kept as is)."""
-    table = VocabularyLabel.__table__
+    table = cast(Table, VocabularyLabel.__table__)  # declarative __table__ is typed FromClause
     wanted = sorted((ids[s.text], s.kind) for s in specs)
     added = 0
     for chunk in chunks(wanted):
@@ -206,7 +207,7 @@ def _store_embeddings(
     session: Session, mv: ModelVersionInfo, ids: Mapping[str, int], vectors: Mapping[str, bytes]
 ) -> None:
     """Upsert one embedding per text for ``mv`` (replacing rows made by another encoder digest)."""
-    table = LabelEmbedding.__table__
+    table = cast(Table, LabelEmbedding.__table__)  # declarative __table__ is typed FromClause
     items = sorted((ids[t], v) for t, v in vectors.items())
     for chunk in chunks(items):
         label_ids = [lid for lid, _ in chunk]
@@ -532,7 +533,7 @@ def add_labels(
             if todo:  # outside any transaction: no lock held while the model runs
                 vectors.update(_to_bytes(todo, _encode(encode_fn, todo, mv.embed_dim, batch_size)))  # type: ignore[arg-type, union-attr]
                 result.encoded += len(todo)
-            added = write_transaction(target, lambda session, b=batch: _write_label_batch(session, vocab, b, mv, vectors, encode_fn, batch_size, result))
+            added = write_transaction(target, functools.partial(_write_label_batch, vocab=vocab, batch=batch, mv=mv, vectors=vectors, encode_fn=encode_fn, batch_size=batch_size, result=result))
             result.added += added
             result.already_present += len([s for s in batch if s.text in link_texts]) - added
             for s in batch:
@@ -621,11 +622,11 @@ def remove_labels(
         ids = list(find_label_ids(session, texts).values())
         removed = 0
         for chunk in chunks(ids):
-            removed += session.execute(
+            removed += cast(CursorResult, session.execute(  # DML returns a CursorResult (rowcount)
                 delete(VocabularyLabel).where(
                     VocabularyLabel.vocabulary_id == vocabulary_id, VocabularyLabel.label_id.in_(chunk)
                 )
-            ).rowcount
+            )).rowcount
         pruned = _prune(session, ids) if prune_orphans else 0
         return {"removed": removed, "not_present": len(texts) - removed, "pruned": pruned}
 
@@ -639,7 +640,7 @@ def _prune(session: Session, label_ids: Sequence[int]) -> int:
     pruned = 0
     linked = exists().where(VocabularyLabel.label_id == Label.id)
     for chunk in chunks(list(label_ids)):
-        pruned += session.execute(delete(Label).where(Label.id.in_(chunk), ~linked)).rowcount
+        pruned += cast(CursorResult, session.execute(delete(Label).where(Label.id.in_(chunk), ~linked))).rowcount
     return pruned
 
 

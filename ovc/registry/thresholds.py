@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ovc.registry.errors import NotFoundError, RegistryError
@@ -36,9 +36,9 @@ def store_threshold(
         raise RegistryError(f"threshold must be a finite number, got {value!r}")
     scope = "label" if label_id is not None else "vocabulary" if vocabulary_id is not None else "global"
     target = threshold_target(scope, vocabulary_id, label_id)
-    res = session.execute(
+    res = cast(CursorResult, session.execute(  # DML returns a CursorResult (rowcount)
         update(Threshold).where(Threshold.model_version_id == mv_id, Threshold.target == target).values(value=value)
-    )
+    ))
     if res.rowcount == 0:
         session.execute(
             insert(Threshold),

@@ -74,7 +74,8 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
     verticals = top_level_verticals(data.get("taxonomy", []) or [])
     videos = index_videos(root)
     subsets = list(cfg.ingest.activitynet_subsets) or [SUBSET]
-    entries, skipped = [], {}
+    entries: list[tuple[str, Any]] = []
+    skipped: dict[str, int] = {}  # reason / subset -> count of skipped videos
     for k, v in data["database"].items():
         if not isinstance(v, dict):
             log.warning("activitynet: %s: database[%r] is not an object; skipped", path, k)
