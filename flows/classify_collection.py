@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -51,16 +51,32 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=_retry_if_transient)
-def run_predict(project_dir: str, source: str, vocab: str, output: str, model_version: str, threshold: Any,
-                segments: bool, overrides: list[str]) -> dict[str, Any]:
+def run_predict(
+    project_dir: str,
+    source: str,
+    vocab: str,
+    output: str,
+    model_version: str,
+    threshold: Any,
+    segments: bool,
+    overrides: list[str],
+) -> dict[str, Any]:
     from ovc.config import load_config
     from ovc.infer.predict import predict
 
     project = Path(project_dir)
     cfg = load_config(project / "params.yaml", overrides or None)
     cfg = anchored(cfg, project)
-    summary = predict(_under(project, source), vocab, _under(project, output), cfg=cfg, model_version=model_version,
-                      threshold=threshold, segments=segments, progress=False)
+    summary = predict(
+        _under(project, source),
+        vocab,
+        _under(project, output),
+        cfg=cfg,
+        model_version=model_version,
+        threshold=threshold,
+        segments=segments,
+        progress=False,
+    )
     return summary.to_dict()
 
 
@@ -72,8 +88,8 @@ def classify_collection(
     model_version: str = "production",
     threshold: str = "calibrated",
     segments: bool = False,
-    overrides: Optional[list[str]] = None,
-    project_dir: Optional[str] = None,
+    overrides: list[str] | None = None,
+    project_dir: str | None = None,
 ) -> dict[str, Any]:
     """Classify every video of ``source`` against ``vocab`` into ``output`` (see module doc).
 
@@ -93,14 +109,16 @@ def classify_collection(
     except ValueError:
         raise ValueError(f"threshold must be 'calibrated' or a number in [0, 1], got {threshold!r}") from None
     summary = run_predict(str(project), source, vocab, output, model_version, thr, segments, list(overrides or []))
-    md = "\n".join([
-        f"# classify-collection run {summary['run_id']}",
-        "",
-        f"- source: `{source}` -> `{summary['out']}`",
-        f"- model version {summary['model_version']}, vocabulary `{vocab}` ({summary['vocabulary_version']}), threshold {summary['threshold']}",
-        f"- {summary['classified']} classified, {summary['errors']} unreadable of {summary['videos']} videos; "
-        f"{summary['partitions_written']} partition(s) written, {summary['partitions_skipped']} already done; {summary['seconds']} s",
-    ])
+    md = "\n".join(
+        [
+            f"# classify-collection run {summary['run_id']}",
+            "",
+            f"- source: `{source}` -> `{summary['out']}`",
+            f"- model version {summary['model_version']}, vocabulary `{vocab}` ({summary['vocabulary_version']}), threshold {summary['threshold']}",
+            f"- {summary['classified']} classified, {summary['errors']} unreadable of {summary['videos']} videos; "
+            f"{summary['partitions_written']} partition(s) written, {summary['partitions_skipped']} already done; {summary['seconds']} s",
+        ]
+    )
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=md, description="ovc predict summary")
     get_run_logger().info("classify-collection: %s", json.dumps(summary))
     return summary

@@ -29,7 +29,7 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -82,11 +82,11 @@ def ensure_process_pool(name: str = WORK_POOL) -> bool:
 def build_deployments(
     project_dir: Path = PROJECT_DIR,
     *,
-    refresh_interval: Optional[float] = None,
+    refresh_interval: float | None = None,
     refresh_cron: str = REFRESH_CRON,
-    refresh_parameters: Optional[dict[str, Any]] = None,
-    train_parameters: Optional[dict[str, Any]] = None,
-    env: Optional[dict[str, str]] = None,
+    refresh_parameters: dict[str, Any] | None = None,
+    train_parameters: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[Any]:
     """The three RunnerDeployments, their flows loaded from ``project_dir``.
 
@@ -134,7 +134,11 @@ def build_deployments(
         tags=["ovc", "inference"],
         description="ovc predict on Ray Data: classify a collection (source, vocab, output) into parquet; resumable.",
     )
-    assert train_eval.flow_name == te_flow and vocab_refresh.flow_name == vr_flow and classify_collection.flow_name == cc_flow
+    assert (
+        train_eval.flow_name == te_flow
+        and vocab_refresh.flow_name == vr_flow
+        and classify_collection.flow_name == cc_flow
+    )
     return [train_eval, vocab_refresh, classify_collection]
 
 
@@ -151,13 +155,17 @@ def register(
     return deploy(*deployments, work_pool_name=work_pool, print_next_steps_message=False, ignore_warnings=True)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Register the ovc deployments on $PREFECT_API_URL.")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="project the worker runs the flows in")
     parser.add_argument("--pool", default=WORK_POOL, help="process work pool (created if missing)")
     parser.add_argument("--refresh-cron", default=REFRESH_CRON, help="cron of vocab-refresh/hourly (UTC)")
-    parser.add_argument("--refresh-interval", type=float, default=None, help="seconds; replaces the cron (tests, demos)")
-    parser.add_argument("--refresh-params", type=json.loads, default=None, help="JSON default parameters of vocab-refresh")
+    parser.add_argument(
+        "--refresh-interval", type=float, default=None, help="seconds; replaces the cron (tests, demos)"
+    )
+    parser.add_argument(
+        "--refresh-params", type=json.loads, default=None, help="JSON default parameters of vocab-refresh"
+    )
     parser.add_argument("--train-params", type=json.loads, default=None, help="JSON default parameters of train-eval")
     args = parser.parse_args(argv)
     ids = register(

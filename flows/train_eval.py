@@ -53,7 +53,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger, task
@@ -125,7 +125,7 @@ def _retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Helpers (plain functions; tested directly)
 # --------------------------------------------------------------------------------------------------
-def resolve_overrides(overrides: Optional[list[str]], quick: bool = False) -> list[str]:
+def resolve_overrides(overrides: list[str] | None, quick: bool = False) -> list[str]:
     """The override list a run applies: the quick profile first (if asked), then the caller's.
 
     Raises:
@@ -266,7 +266,10 @@ def data_root(project_dir: Path) -> Path:
 
 
 def report_markdown(
-    project_dir: Path, stage_results: list[dict[str, Any]], overrides: list[str], eval_dir: Path,
+    project_dir: Path,
+    stage_results: list[dict[str, Any]],
+    overrides: list[str],
+    eval_dir: Path,
     effective_params: str | None = None,
 ) -> str:
     """The run report: stage table (a failed stage with its error), results of ``evaluate``, plots."""
@@ -322,7 +325,12 @@ def apply_params(project_dir: str, overrides: list[str], run_name: str) -> dict[
     changed = apply_run_overrides(params_file, overrides)
     if changed:
         get_run_logger().info("params.yaml holds %d override(s) for this run: %s", len(overrides), overrides)
-    return {"params_file": str(params_file), "overrides": overrides, "changed": changed, "effective_params": str(effective)}
+    return {
+        "params_file": str(params_file),
+        "overrides": overrides,
+        "changed": changed,
+        "effective_params": str(effective),
+    }
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE)
@@ -342,8 +350,14 @@ def repro_stage(stage: str, project_dir: str, force: bool = False) -> dict[str, 
     tail: deque[str] = deque(maxlen=_LOG_TAIL_LINES)
     lines: list[str] = []
     with subprocess.Popen(
-        cmd, cwd=project_dir, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", bufsize=1,
+        cmd,
+        cwd=project_dir,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -359,8 +373,10 @@ def repro_stage(stage: str, project_dir: str, force: bool = False) -> dict[str, 
     if rc != 0:
         status = stage_exit_status("\n".join(tail))
         raise StageFailed(
-            f"dvc repro {stage} failed (exit {rc}" + (f", stage command exited with {status}" if status is not None else "")
-            + f") in {project_dir}:\n" + "\n".join(tail),
+            f"dvc repro {stage} failed (exit {rc}"
+            + (f", stage command exited with {status}" if status is not None else "")
+            + f") in {project_dir}:\n"
+            + "\n".join(tail),
             retryable=status != DETERMINISTIC_EXIT,
         )
     status = parse_dvc_status("\n".join(lines))
@@ -413,11 +429,11 @@ def promotion_gate(project_dir: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 @flow(name="train-eval", persist_result=True, result_serializer="json", log_prints=True)
 def train_eval(
-    overrides: Optional[list[str]] = None,
+    overrides: list[str] | None = None,
     quick: bool = False,
-    stages: Optional[list[str]] = None,
+    stages: list[str] | None = None,
     force: bool = False,
-    project_dir: Optional[str] = None,
+    project_dir: str | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline's stages through DVC (only what changed recomputes) and report the results.
 

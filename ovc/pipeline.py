@@ -9,7 +9,8 @@ module stays cheap (no torch/decord until a stage runs).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ovc.config import Config
 

@@ -48,8 +48,14 @@ def make_trained_files(cfg, threshold: float = PUBLISH_THRESHOLD, method_name: s
 def write_metrics(cfg, threshold: float | None, method_name: str = "ours") -> Path:
     path = Path(cfg.paths.data) / "eval" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"val": {method_name: {"aupr_micro": 0.5, "calibrated_threshold": threshold}},
-                                "calibrated_threshold": threshold}))
+    path.write_text(
+        json.dumps(
+            {
+                "val": {method_name: {"aupr_micro": 0.5, "calibrated_threshold": threshold}},
+                "calibrated_threshold": threshold,
+            }
+        )
+    )
     return path
 
 
@@ -70,8 +76,12 @@ def published(tiny_project_dir, tmp_path_factory) -> SimpleNamespace:
     weights = make_trained_files(cfg)
     receipt = run_stage("publish", cfg)
     return SimpleNamespace(
-        root=root, cfg=cfg, weights=weights, receipt=receipt,
-        url=f"sqlite:///{root / 'registry.db'}", overrides=tiny_overrides(root, *FAST),
+        root=root,
+        cfg=cfg,
+        weights=weights,
+        receipt=receipt,
+        url=f"sqlite:///{root / 'registry.db'}",
+        overrides=tiny_overrides(root, *FAST),
         videos=sorted(str(p) for p in (root / "raw" / "videos").glob("*.mp4")),
     )
 

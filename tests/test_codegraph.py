@@ -58,7 +58,9 @@ def test_upward_import_is_reported_with_file_line(tmp_path):
         },
     )
     problems = layer_violations(import_graph(pkg))
-    assert any("upward import: ovc.data.video" in p and "ovc.train.loop" in p and "line 4" in p for p in problems), problems
+    assert any("upward import: ovc.data.video" in p and "ovc.train.loop" in p and "line 4" in p for p in problems), (
+        problems
+    )
 
 
 def test_cycle_between_subpackages_and_between_modules_is_reported(tmp_path):
@@ -72,8 +74,12 @@ def test_cycle_between_subpackages_and_between_modules_is_reported(tmp_path):
         },
     )
     problems = layer_violations(import_graph(pkg))
-    assert any(p.startswith("import cycle:") and "ovc.registry.store" in p and "ovc.infer.classifier" in p for p in problems), problems
-    assert any(p.startswith("module import cycle:") and "ovc.train.a" in p and "ovc.train.b" in p for p in problems), problems
+    assert any(
+        p.startswith("import cycle:") and "ovc.registry.store" in p and "ovc.infer.classifier" in p for p in problems
+    ), problems
+    assert any(p.startswith("module import cycle:") and "ovc.train.a" in p and "ovc.train.b" in p for p in problems), (
+        problems
+    )
 
 
 def test_type_checking_imports_and_names_in_tables_are_not_layer_edges(tmp_path):

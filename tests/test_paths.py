@@ -51,7 +51,11 @@ def test_no_data_path_is_built_by_hand():
         if path in allowed:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Attribute) and node.attr == "data"
-                    and isinstance(node.value, ast.Attribute) and node.value.attr == "paths"):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "data"
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "paths"
+            ):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert found == [], "build data paths with ovc.paths.DataLayout, not by hand: " + ", ".join(found)

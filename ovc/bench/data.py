@@ -31,9 +31,19 @@ def bench_data_wait(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ovc-bench-data-") as tmp:
         root = Path(tmp)
         base = [
-            f"paths.data={root}", f"world.n_train={n_train}", "world.n_val=4", "world.n_test=2", "clean.min_count=1",
-            f"clip.pretrained=local-dir:{root / 'clip'}", "train.num_workers=0", "train.epochs=1", "train.batch_size=8",
-            "train.max_steps_per_epoch=0", "train.progress=false", "train.threads_per_worker=1", "compute.device=cpu",
+            f"paths.data={root}",
+            f"world.n_train={n_train}",
+            "world.n_val=4",
+            "world.n_test=2",
+            "clean.min_count=1",
+            f"clip.pretrained=local-dir:{root / 'clip'}",
+            "train.num_workers=0",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "train.max_steps_per_epoch=0",
+            "train.progress=false",
+            "train.threads_per_worker=1",
+            "compute.device=cpu",
         ]
         cfg = load_config(None, base)
         run_stage("ingest", cfg)
@@ -47,7 +57,11 @@ def bench_data_wait(quick: bool = False) -> dict[str, Any]:
             h = train_methods(run_cfg, ["ours"])["ours"]["history"][0]
             # each run trains afresh: the fingerprint ignores loader_workers, so drop the finished run
             shutil.rmtree(run_dir(run_cfg, "ours"))
-            result[str(workers)] = {"wait_s": h["data_wait_seconds"], "epoch_s": h["seconds"], "wall_s": time.perf_counter() - t}
+            result[str(workers)] = {
+                "wait_s": h["data_wait_seconds"],
+                "epoch_s": h["seconds"],
+                "wall_s": time.perf_counter() - t,
+            }
     return {
         "method": "ours",
         "train_videos": n_train,

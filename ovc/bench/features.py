@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -42,6 +42,7 @@ def bench_feature_cache(quick: bool = False) -> dict[str, Any]:
     from ovc.data.loader import ClipLoader, to_model_input
     from ovc.models.clip import create_clip, save_clip_local_dir
     from ovc.models.methods import build_method, method_clip
+    from ovc.models.video_encoder import VideoEncoder
     from ovc.pipeline import run_stage
     from ovc.train.data import TrainData
     from ovc.train.features import FeatureCache
@@ -53,9 +54,19 @@ def bench_feature_cache(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ovc-bench-features-") as tmp:
         root = Path(tmp)
         base = [
-            f"paths.data={root}", f"world.n_train={n_train}", "world.n_val=4", "world.n_test=2", "clean.min_count=1",
-            f"clip.pretrained=local-dir:{root / 'clip'}", "train.num_workers=0", "train.epochs=1", "train.batch_size=16",
-            "train.max_steps_per_epoch=0", "train.progress=false", "train.threads_per_worker=2", "features.dtype=float32",
+            f"paths.data={root}",
+            f"world.n_train={n_train}",
+            "world.n_val=4",
+            "world.n_test=2",
+            "clean.min_count=1",
+            f"clip.pretrained=local-dir:{root / 'clip'}",
+            "train.num_workers=0",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "train.max_steps_per_epoch=0",
+            "train.progress=false",
+            "train.threads_per_worker=2",
+            "features.dtype=float32",
         ]
         cfg = load_config(None, base)
         run_stage("ingest", cfg)
@@ -72,7 +83,11 @@ def bench_feature_cache(quick: bool = False) -> dict[str, Any]:
         for method in methods:  # frames then cache, method by method: a busy machine slows both alike
             frames_s = train_methods(cfg, [method])[method]["history"][0]["seconds"]
             cached_s = train_methods(cached_cfg, [method])[method]["history"][0]["seconds"]
-            by_method[method] = {"from_frames": round(frames_s, 3), "from_cache": round(cached_s, 3), "speedup": round(frames_s / cached_s, 3)}
+            by_method[method] = {
+                "from_frames": round(frames_s, 3),
+                "from_cache": round(cached_s, 3),
+                "speedup": round(frames_s / cached_s, 3),
+            }
 
         # the video side of `ours` alone, same batches
         m = build_method(cfg, "ours")
@@ -88,10 +103,13 @@ def bench_feature_cache(quick: bool = False) -> dict[str, Any]:
             with torch.no_grad():
                 if use_cache:
                     for idx in batches:
-                        m.video_encoder.forward_features(cache.get([data.video_ids[i] for i in idx]))
+                        cast(VideoEncoder, m.video_encoder).forward_features(
+                            cache.get([data.video_ids[i] for i in idx])
+                        )
                 else:
                     for batch in loader.batches(batches):
-                        m.video_encoder(to_model_input(batch.frames, "cpu", clip.image_mean, clip.image_std))
+                        if batch.frames is not None:  # None: no clip of the batch was readable
+                            m.video_encoder(to_model_input(batch.frames, "cpu", clip.image_mean, clip.image_std))
             return time.perf_counter() - t0
 
         video_frames = video_side(False)

@@ -29,8 +29,9 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def paper_project(root: Path, *, n_train: int = 16, num_frames: int = 2, image_size: int = 224,
-                  extra: tuple[str, ...] = ()) -> list[str]:
+def paper_project(
+    root: Path, *, n_train: int = 16, num_frames: int = 2, image_size: int = 224, extra: tuple[str, ...] = ()
+) -> list[str]:
     """A synthetic-world project under ``root`` run with ``params-paper.yaml``'s models: random-weight
     ViT-B/16 and a tiny T5 saved to disk (so they load exactly as real weights do). Returns the
     overrides to load ``params-paper.yaml`` with; ingest and clean have run.
@@ -62,11 +63,26 @@ def paper_project(root: Path, *, n_train: int = 16, num_frames: int = 2, image_s
     model.save_pretrained(root / "t5-tiny")
     tokenizer.save_pretrained(root / "t5-tiny")
     overrides = [
-        f"paths.data={root / 'data'}", "ingest.source=synthworld", f"world.n_train={n_train}", "world.n_val=6", "world.n_test=3",
-        "world.workers=1", "clean.min_count=1", f"clip.pretrained=local-dir:{clip_dir}", f"llm.name={root / 't5-tiny'}",
-        f"reader.num_frames={num_frames}", f"reader.image_size={image_size}", "train.batch_size=2", "train.epochs=1", "train.max_steps_per_epoch=1",
-        "train.progress=false", "train.warmup_steps=0", "evaluate.batch_size=4", "publish.batch_size=64",
-        f"registry.url=sqlite:///{root / 'registry.db'}", *extra,
+        f"paths.data={root / 'data'}",
+        "ingest.source=synthworld",
+        f"world.n_train={n_train}",
+        "world.n_val=6",
+        "world.n_test=3",
+        "world.workers=1",
+        "clean.min_count=1",
+        f"clip.pretrained=local-dir:{clip_dir}",
+        f"llm.name={root / 't5-tiny'}",
+        f"reader.num_frames={num_frames}",
+        f"reader.image_size={image_size}",
+        "train.batch_size=2",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=1",
+        "train.progress=false",
+        "train.warmup_steps=0",
+        "evaluate.batch_size=4",
+        "publish.batch_size=64",
+        f"registry.url=sqlite:///{root / 'registry.db'}",
+        *extra,
     ]
     cfg = load_config(REPO / "params-paper.yaml", overrides)
     run_stage("ingest", cfg)
@@ -79,8 +95,8 @@ def bench_gpu_smoke(quick: bool = False) -> dict[str, Any]:
         return {
             "ran": False,
             "message": "no CUDA device visible: gpu_smoke needs GPUs (2 for the 2-worker DDP run); nothing was run. "
-                       "On CPU the same code paths are checked by tests/models/test_device.py (meta device) and "
-                       "tests/train/test_paper_params.py (params-paper.yaml, random ViT-B/16 + tiny T5, in-process and 2 Ray workers).",
+            "On CPU the same code paths are checked by tests/models/test_device.py (meta device) and "
+            "tests/train/test_paper_params.py (params-paper.yaml, random ViT-B/16 + tiny T5, in-process and 2 Ray workers).",
         }
     return _run_on_gpus(quick)
 
@@ -98,21 +114,39 @@ def _run_on_gpus(quick: bool) -> dict[str, Any]:
     workers = min(2, n_gpus)
     methods = list(TRAINABLE_METHODS)
     steps = 2 if quick else 4
-    out: dict[str, Any] = {"ran": True, "gpus": n_gpus, "gpu": torch.cuda.get_device_name(0), "ray_workers": workers, "methods": methods}
+    out: dict[str, Any] = {
+        "ran": True,
+        "gpus": n_gpus,
+        "gpu": torch.cuda.get_device_name(0),
+        "ray_workers": workers,
+        "methods": methods,
+    }
     with tempfile.TemporaryDirectory(prefix="ovc-gpu-smoke-") as tmp:
         root = Path(tmp)
-        overrides = paper_project(root, n_train=8 * workers * steps // 2, num_frames=8, extra=(
-            f"train.num_workers={workers}", "train.use_gpu=true", "train.epochs=2", f"train.max_steps_per_epoch={steps}",
-            f"train.methods=[{','.join(methods)}]", "evaluate.methods=[ours,clip_classname]", "publish.method=ours",
-            "synth_labels.provider=clip-tagger",
-        ))
+        overrides = paper_project(
+            root,
+            n_train=8 * workers * steps // 2,
+            num_frames=8,
+            extra=(
+                f"train.num_workers={workers}",
+                "train.use_gpu=true",
+                "train.epochs=2",
+                f"train.max_steps_per_epoch={steps}",
+                f"train.methods=[{','.join(methods)}]",
+                "evaluate.methods=[ours,clip_classname]",
+                "publish.method=ours",
+                "synth_labels.provider=clip-tagger",
+            ),
+        )
         cfg = load_config(REPO / "params-paper.yaml", overrides)
         run_stage("synth_labels", cfg)  # ours_synth trains on its labels (clip-tagger on the GPU)
         t = time.perf_counter()
         train_methods(cfg, methods, stop_after_epochs=1)  # interrupted after epoch 1 ...
         resumed = train_methods(cfg, methods)  # ... and resumed
         train_s = time.perf_counter() - t
-        clips = len(methods) * cfg.train.epochs * steps * workers * cfg.train.batch_size  # clips stepped over, all workers
+        clips = (
+            len(methods) * cfg.train.epochs * steps * workers * cfg.train.batch_size
+        )  # clips stepped over, all workers
         losses = {m: [h["loss"] for h in r["history"]] for m, r in resumed.items()}
         assert all(math.isfinite(x) for ls in losses.values() for x in ls), losses
         # resume == uninterrupted, per method
@@ -128,9 +162,13 @@ def _run_on_gpus(quick: bool) -> dict[str, Any]:
         devices = {}
         for m in methods:
             method = load_method(cfg, m, device="cuda")
-            seen = set()
-            hooks = [mod.register_forward_hook(lambda _m, _i, o: seen.add(o.device.type) if isinstance(o, torch.Tensor) else None)
-                     for mod in method.modules()]
+            seen: set[str] = set()
+            hooks = [
+                mod.register_forward_hook(
+                    lambda _m, _i, o, seen=seen: seen.add(o.device.type) if isinstance(o, torch.Tensor) else None
+                )
+                for mod in method.modules()
+            ]
             with torch.no_grad():
                 method(torch.zeros(1, cfg.reader.num_frames, 3, 224, 224, device="cuda"), ["dog", "cat"])
             for h in hooks:
@@ -143,9 +181,15 @@ def _run_on_gpus(quick: bool) -> dict[str, Any]:
         videos = sorted(str(p) for p in (root / "data" / "raw" / "videos").glob("*.mp4"))[:8]
         emb = model.embed_videos(videos)
         out.update(
-            losses=losses, resume_equals_uninterrupted=exact, devices=devices,
-            train_seconds=round(train_s, 2), clips_per_s_per_gpu=round(clips / train_s / workers, 2),
-            evaluate_seconds=ev["seconds"], published=receipt["model_version"], classified=int(emb.ok.sum()), classify_errors=[e for e in emb.errors if e],
+            losses=losses,
+            resume_equals_uninterrupted=exact,
+            devices=devices,
+            train_seconds=round(train_s, 2),
+            clips_per_s_per_gpu=round(clips / train_s / workers, 2),
+            evaluate_seconds=ev["seconds"],
+            published=receipt["model_version"],
+            classified=int(emb.ok.sum()),
+            classify_errors=[e for e in emb.errors if e],
         )
         out["ok"] = all(exact.values())
     return json.loads(json.dumps(out, default=str))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -41,7 +41,9 @@ def _offline_model(device: str = "cpu"):
 
     cfg = Config()
     torch.manual_seed(0)
-    clip = create_clip(cfg.clip, device=device)  # pretrained "" here = random init (create_clip, not the stage resolver)
+    clip = create_clip(
+        cfg.clip, device=device
+    )  # pretrained "" here = random init (create_clip, not the stage resolver)
     method = create_method("ours", clip, cfg).to(device)
     return PublishedModel(method, cfg, None, device)
 
@@ -69,16 +71,24 @@ def bench_classify_throughput(quick: bool = False) -> dict[str, Any]:
     per_threads: dict[str, dict[str, Any]] = {}
     try:
         t0 = time.perf_counter()
-        specs = plan_split(WORLD, "train", n, seed=0, size=64, num_frames=16, max_objects=2,
-                           game_title_rate=0.0, rare_label_rate=0.0)
+        specs = plan_split(
+            WORLD, "train", n, seed=0, size=64, num_frames=16, max_objects=2, game_title_rate=0.0, rare_label_rate=0.0
+        )
         render_all(specs, out, fps=8, workers=0, progress=False)
         paths = sorted(str(p) for p in out.glob("*.mp4"))
         render_s = time.perf_counter() - t0
 
         model = _offline_model()
         labels = [f"label {i}" for i in range(64)]
-        clf = Classifier(model, "bench", labels, model.encode_labels(labels), thresholds=0.5,
-                         batch_size=batch_size, decode_workers=workers)
+        clf = Classifier(
+            model,
+            "bench",
+            labels,
+            model.encode_labels(labels),
+            thresholds=0.5,
+            batch_size=batch_size,
+            decode_workers=workers,
+        )
 
         t0 = time.perf_counter()
         frames = torch.stack([model.read_video(p) for p in paths])  # n x (F, 3, H, W) -> (n, F, 3, H, W)
@@ -163,7 +173,8 @@ def bench_scoring(quick: bool = False) -> dict[str, Any]:
     matrix = rng.standard_normal((n, dim), dtype=np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     labels = [f"label {i:06d}" for i in range(n)]
-    stub = SimpleNamespace(embed_dim=dim, tau=0.07, name="bench", device="cpu")  # scoring needs only D and τ
+    # scoring needs only D and τ of the model: a stand-in, not a PublishedModel
+    stub = cast(Any, SimpleNamespace(embed_dim=dim, tau=0.07, name="bench", device="cpu"))
     dense = Classifier(stub, "bench", labels, LabelMatrix.build(matrix, quantize=False), thresholds=0.9)
     t0 = time.perf_counter()
     fast = Classifier(stub, "bench", labels, LabelMatrix.build(matrix, quantize=True), thresholds=0.9)
@@ -202,9 +213,13 @@ def bench_scoring(quick: bool = False) -> dict[str, Any]:
         index = {t: i for i, t in enumerate(labels)}
         t0 = time.perf_counter()
         publish_model_version(
-            engine, "bench", "0" * 64, encoder_digest="1" * 64,
+            engine,
+            "bench",
+            "0" * 64,
+            encoder_digest="1" * 64,
             encode_fn=lambda batch: matrix[[index[t] for t in batch]],
-            vocabularies={"big": labels}, batch_size=8192,
+            vocabularies={"big": labels},
+            batch_size=8192,
         )
         build_s = time.perf_counter() - t0
         registry_loads = []
@@ -313,8 +328,13 @@ def bench_predict(quick: bool = False) -> dict[str, Any]:
         score_s = time.perf_counter() - t0
         tot = decode_s + encode_s + score_s
         out["single_process"] = {
-            "clips_per_s": round(n / single_s, 2), "wall_s": round(single_s, 2),
-            "share": {"decode": round(decode_s / tot, 3), "encode": round(encode_s / tot, 3), "score": round(score_s / tot, 3)},
+            "clips_per_s": round(n / single_s, 2),
+            "wall_s": round(single_s, 2),
+            "share": {
+                "decode": round(decode_s / tot, 3),
+                "encode": round(encode_s / tot, 3),
+                "score": round(score_s / tot, 3),
+            },
         }
 
         reader = {"num_frames": r.num_frames, "image_size": r.image_size, "max_pixels": r.max_pixels}
@@ -324,20 +344,33 @@ def bench_predict(quick: bool = False) -> dict[str, Any]:
         out["ray_init_s"] = round(time.perf_counter() - t0, 2)
         for workers in (1, 2):
             t0 = time.perf_counter()
-            counts = run_collection(parts, None, functools.partial(_bench_classifier), reader, cfg, threshold="calibrated",
-                                    top_k=5, segments=False, workers=workers)
+            counts = run_collection(
+                parts,
+                None,
+                functools.partial(_bench_classifier),
+                reader,
+                cfg,
+                threshold="calibrated",
+                top_k=5,
+                segments=False,
+                workers=workers,
+            )
             wall = time.perf_counter() - t0
             assert counts["classified"] == n, counts
             t = counts["timings"]
             tot = sum(t.values()) or 1.0
             first = counts.get("first_row_s", 0.0)
             out[f"ray_{workers}_workers"] = {
-                "clips_per_s": round(n / wall, 2), "wall_s": round(wall, 2),
+                "clips_per_s": round(n / wall, 2),
+                "wall_s": round(wall, 2),
                 # after the first result (actors up, model loaded): the streaming rate
-                "first_result_s": first, "clips_per_s_after_first": round((n - 1) / max(wall - first, 1e-9), 2),
+                "first_result_s": first,
+                "clips_per_s_after_first": round((n - 1) / max(wall - first, 1e-9), 2),
                 "share": {k[:-2]: round(v / tot, 3) for k, v in t.items()},
             }
-        out["speedup_ray_2_vs_single"] = round(out["ray_2_workers"]["clips_per_s"] / out["single_process"]["clips_per_s"], 2)
+        out["speedup_ray_2_vs_single"] = round(
+            out["ray_2_workers"]["clips_per_s"] / out["single_process"]["clips_per_s"], 2
+        )
         out["speedup_ray_2_vs_1"] = round(out["ray_2_workers"]["clips_per_s"] / out["ray_1_workers"]["clips_per_s"], 2)
     finally:
         if ray.is_initialized():

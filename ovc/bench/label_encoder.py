@@ -17,11 +17,55 @@ import os
 import time
 from typing import Any
 
-_ADJECTIVES = ["red", "small", "wooden", "electric", "vintage", "wild", "frozen", "giant", "tiny", "golden",
-               "striped", "rusty", "glass", "paper", "plastic", "silver", "wet", "old", "flying", "racing"]
-_NOUNS = ["dog", "guitar", "bicycle", "mountain", "kitchen", "boat", "train", "piano", "horse", "castle",
-          "tractor", "garden", "snowboard", "aquarium", "violin", "motorcycle", "bridge", "waterfall",
-          "skateboard", "helicopter", "lighthouse", "bakery", "forest", "stadium", "camera"]
+_ADJECTIVES = [
+    "red",
+    "small",
+    "wooden",
+    "electric",
+    "vintage",
+    "wild",
+    "frozen",
+    "giant",
+    "tiny",
+    "golden",
+    "striped",
+    "rusty",
+    "glass",
+    "paper",
+    "plastic",
+    "silver",
+    "wet",
+    "old",
+    "flying",
+    "racing",
+]
+_NOUNS = [
+    "dog",
+    "guitar",
+    "bicycle",
+    "mountain",
+    "kitchen",
+    "boat",
+    "train",
+    "piano",
+    "horse",
+    "castle",
+    "tractor",
+    "garden",
+    "snowboard",
+    "aquarium",
+    "violin",
+    "motorcycle",
+    "bridge",
+    "waterfall",
+    "skateboard",
+    "helicopter",
+    "lighthouse",
+    "bakery",
+    "forest",
+    "stadium",
+    "camera",
+]
 _ACTIONS = ["", "playing", "riding", "cleaning", "painting", "repairing"]
 
 
@@ -41,7 +85,9 @@ def _timed(fn) -> tuple[Any, float, float]:
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
-def bench_label_encoder(quick: bool = False, n_labels: int = 1000, n_loop: int = 50, batch_size: int = 64) -> dict[str, Any]:
+def bench_label_encoder(
+    quick: bool = False, n_labels: int = 1000, n_loop: int = 50, batch_size: int = 64
+) -> dict[str, Any]:
     """Embed 1,000 labels batched (batch 64) vs a per-label loop (50 labels timed, extrapolated).
 
     Args:

@@ -29,7 +29,9 @@ QUICK_METHODS = ("coop",)  # the cheapest trainable method: the quick run checks
 QUICK_EVAL = ("coop", "coop_step0", "clip_classname")
 
 
-def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEEDS, out_dir: str | Path | None = None) -> dict[str, Any]:
+def bench_paper_claims(
+    quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEEDS, out_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Train + evaluate ``seeds`` and report mean ± std per cell and the claims' verdicts.
 
     Args:
@@ -54,12 +56,21 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
     if not seeds:
         raise ValueError("paper_claims: give at least one seed")
     base = load_config(default_params_path())
-    out = Path(out_dir) if out_dir else DataLayout.of(base).root / "bench" / ("paper_claims_quick" if quick else "paper_claims")
+    out = (
+        Path(out_dir)
+        if out_dir
+        else DataLayout.of(base).root / "bench" / ("paper_claims_quick" if quick else "paper_claims")
+    )
     project = out / "data"
     overrides = [f"paths.data={project}"]
     if quick:
-        overrides = [*QUICK_OVERRIDES, *overrides, f"train.methods=[{','.join(QUICK_METHODS)}]",
-                     f"evaluate.methods=[{','.join(QUICK_EVAL)}]", "evaluate.main_method=coop"]
+        overrides = [
+            *QUICK_OVERRIDES,
+            *overrides,
+            f"train.methods=[{','.join(QUICK_METHODS)}]",
+            f"evaluate.methods=[{','.join(QUICK_EVAL)}]",
+            "evaluate.main_method=coop",
+        ]
     cfg = load_config(default_params_path(), overrides)
     timings: dict[str, float] = {}
     for stage in ("ingest", "clean", "bootstrap_clip"):  # shared by every seed (skipped work is cheap: stages resume)
@@ -81,8 +92,10 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
     cells = aggregate(per_seed)
     claims, skipped = evaluate_claims(cells)
     md_path = out / "claims.md"
-    header = (f"Claims of the paper on the offline world, {len(seeds)} seeds ({', '.join(map(str, seeds))}); values ×100; "
-              "holds = margin > 2 × pooled std. Regenerate: `ovc bench paper_claims" + (" --quick" if quick else "") + "`\n\n")
+    header = (
+        f"Claims of the paper on the offline world, {len(seeds)} seeds ({', '.join(map(str, seeds))}); values ×100; "
+        "holds = margin > 2 × pooled std. Regenerate: `ovc bench paper_claims" + (" --quick" if quick else "") + "`\n\n"
+    )
     md_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(md_path, (header + claims_markdown(claims, cells, skipped)).encode())
     return {
@@ -95,5 +108,7 @@ def bench_paper_claims(quick: bool = False, seeds: tuple[int, ...] = DEFAULT_SEE
         "per_seed_metrics": [str(out / "seeds" / str(s) / "metrics.json") for s in seeds],
         "seconds": round(time.time() - t0, 1),
         "stage_seconds": timings,
-        "params": json.loads(json.dumps({"train.methods": cfg.train.methods, "evaluate.methods": cfg.evaluate.methods})),
+        "params": json.loads(
+            json.dumps({"train.methods": cfg.train.methods, "evaluate.methods": cfg.evaluate.methods})
+        ),
     }

@@ -36,8 +36,9 @@ def bench_synthworld(quick: bool = False) -> dict[str, Any]:
     try:
         cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
-        specs = plan_split(WORLD, "train", n, seed=0, size=64, num_frames=16, max_objects=2,
-                           game_title_rate=0.08, rare_label_rate=0.01)
+        specs = plan_split(
+            WORLD, "train", n, seed=0, size=64, num_frames=16, max_objects=2, game_title_rate=0.08, rare_label_rate=0.01
+        )
         t_plan = time.perf_counter() - t0
         errors = render_all(specs, out, fps=8, workers=workers, progress=False)
         seconds = time.perf_counter() - t0

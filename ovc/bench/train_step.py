@@ -32,7 +32,7 @@ import copy
 import os
 import statistics
 import time
-from typing import Any
+from typing import Any, cast
 
 
 def build_step_inputs(n_videos: int, n_labels: int, seed: int = 0):
@@ -47,21 +47,27 @@ def build_step_inputs(n_videos: int, n_labels: int, seed: int = 0):
     from ovc.bench.label_encoder import benchmark_labels
     from ovc.config import ClipConfig, Config
     from ovc.models.clip import create_clip
+    from ovc.models.label_encoder import LabelEncoder
     from ovc.models.methods import create_method
-    from ovc.models.video_encoder import VideoFeatures
+    from ovc.models.video_encoder import VideoEncoder, VideoFeatures
 
     cfg = Config()
     torch.manual_seed(seed)
     clip = create_clip(ClipConfig(model=cfg.clip.model, pretrained=""))
     method = create_method("ours", clip, cfg).train()
+    label_enc, video_enc = (
+        cast(LabelEncoder, method.label_encoder),
+        cast(VideoEncoder, method.video_encoder),
+    )  # ours' parts
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        method.label_encoder.prompt_transformer.proj_out.weight.normal_(0, 0.01, generator=g)
-        method.video_encoder.tmp_proj.weight.normal_(0, 0.05, generator=g)
-        for block in method.video_encoder.blocks:
+        label_enc.prompt_transformer.proj_out.weight.normal_(0, 0.01, generator=g)
+        video_enc.tmp_proj.weight.normal_(0, 0.05, generator=g)
+        blocks: list[Any] = list(video_enc.blocks)  # TemporalBlocks (nn.ModuleList items are untyped)
+        for block in blocks:
             block.temporal.attn.out_proj.weight.normal_(0, 0.02, generator=g)
             block.proj.weight.add_(torch.randn(block.proj.weight.shape, generator=g) * 0.01)
-    frames, T = cfg.reader.num_frames, len(method.video_encoder.blocks)
+    frames, T = cfg.reader.num_frames, len(video_enc.blocks)
     S, W = clip.visual.positional_embedding.shape[0], clip.vision_width
     embeds = torch.nn.functional.normalize(torch.randn(n_videos, frames, clip.embed_dim, generator=g), dim=-1)
     feats = VideoFeatures(embeds, torch.randn(n_videos, frames, T, S, W, generator=g))  # (B, F, T, 1+N, W)
@@ -72,7 +78,9 @@ def build_step_inputs(n_videos: int, n_labels: int, seed: int = 0):
     return method, feats, labels, targets, cfg
 
 
-def run_step(method, optimizer, feats, labels, targets, cfg, optimised: bool, alpha: float = 0.25, cpu_amp: bool = True):
+def run_step(
+    method, optimizer, feats, labels, targets, cfg, optimised: bool, alpha: float = 0.25, cpu_amp: bool = True
+):
     """One training step; returns (loss, flat gradient before the update) for the comparison.
 
     Args:
@@ -102,7 +110,9 @@ def run_step(method, optimizer, feats, labels, targets, cfg, optimised: bool, al
     return float(loss.detach()), grad
 
 
-def bench_train_step(quick: bool = False, n_videos: int = 16, n_labels: int = 64, steps: int = 5, threads: int = 1) -> dict[str, Any]:
+def bench_train_step(
+    quick: bool = False, n_videos: int = 16, n_labels: int = 64, steps: int = 5, threads: int = 1
+) -> dict[str, Any]:
     """Seconds per ``ours`` step, optimised vs reference, side by side (see the module docstring).
 
     Args:
@@ -120,14 +130,18 @@ def bench_train_step(quick: bool = False, n_videos: int = 16, n_labels: int = 64
     method, feats, labels, targets, cfg = build_step_inputs(n_videos, n_labels)
     # "exact": the lean attention alone in fp32 (what CPUs without native bf16 get)
     paths = {"reference": copy.deepcopy(method), "exact": copy.deepcopy(method), "optimised": method}
-    optims = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.train.lr) for k, m in paths.items()}
+    optims = {
+        k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.train.lr) for k, m in paths.items()
+    }
     first: dict[str, tuple[float, torch.Tensor]] = {}
     wall: dict[str, list[float]] = {k: [] for k in paths}
     cpu: dict[str, list[float]] = {k: [] for k in paths}
     for i in range(steps + 1):  # step 0: warm-up (allocator, oneDNN kernels), its results are compared
         for name, m in paths.items():
             w0, c0 = time.perf_counter(), time.process_time()
-            out = run_step(m, optims[name], feats, labels, targets, cfg, optimised=name != "reference", cpu_amp=name == "optimised")
+            out = run_step(
+                m, optims[name], feats, labels, targets, cfg, optimised=name != "reference", cpu_amp=name == "optimised"
+            )
             if i == 0:
                 first[name] = out
             else:
@@ -142,7 +156,7 @@ def bench_train_step(quick: bool = False, n_videos: int = 16, n_labels: int = 64
         "torch_threads": torch.get_num_threads(),
         "clip": f"{cfg.clip.model} (random weights)",
         "llm": f"{cfg.llm.backend}:{cfg.llm.name} N={cfg.llm.n_prefixes} K={cfg.llm.k_attributes} L={cfg.llm.l_tokens}",
-        "inputs": "cached trunk features (the feature-cache path); temporal branch T=%d" % len(method.video_encoder.blocks),
+        "inputs": f"cached trunk features (the feature-cache path); temporal branch T={len(cast(Any, method.video_encoder).blocks)}",
         "cpu_bf16": cpu_bf16_supported(),
         "seconds_per_step_reference": round(med["reference"][0], 3),
         "seconds_per_step_optimised": round(med["optimised"][0], 3),

@@ -59,11 +59,19 @@ def bench_vocab_add(quick: bool = False) -> dict[str, Any]:
             c = counts(engine)
             assert c["vocabulary_labels"] == n and c["label_embeddings"] == n, c
             assert (again.added, again.encoded) == (0, 0) and fresh.added == n
-            cases[f"fresh_{n}"] = {"labels": n, "seconds": round(t_fresh, 3), "encoded": fresh.encoded,
-                                   "fake_encoder_seconds": round(t_encode, 3),
-                                   "registry_seconds": round(t_fresh - t_encode, 3)}
-            cases[f"repeat_{n}"] = {"labels": n, "seconds": round(t_again, 3), "encoded": again.encoded,
-                                    "already_present": again.already_present}
+            cases[f"fresh_{n}"] = {
+                "labels": n,
+                "seconds": round(t_fresh, 3),
+                "encoded": fresh.encoded,
+                "fake_encoder_seconds": round(t_encode, 3),
+                "registry_seconds": round(t_fresh - t_encode, 3),
+            }
+            cases[f"repeat_{n}"] = {
+                "labels": n,
+                "seconds": round(t_again, 3),
+                "encoded": again.encoded,
+                "already_present": again.already_present,
+            }
             engine.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

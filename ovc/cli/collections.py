@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -51,8 +51,11 @@ def print_segments(
     bad = [r for r in results if r.error]
     for r in bad:
         err(f"  unreadable: {r.error}", "yellow")
-    err(f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
-         f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
+    err(
+        f"{len(results) - len(bad)} of {len(results)} video(s) in windows against {clf.vocab!r} "
+        f"({len(clf.labels)} labels, model version {clf.model.name})"
+        + (f"; {len(bad)} could not be read" if bad else "")
+    )
     return 1 if bad and len(bad) == len(results) else 0
 
 
@@ -62,57 +65,70 @@ def print_segments(
 def promote_cmd(
     version: str = typer.Argument(..., help="model version name, or an alias such as 'candidate'"),
     alias: str = typer.Option("production", "--alias", help="alias to move"),
-    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    note: str | None = typer.Option(None, "--note", help="why (kept in the promotion history)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Point an alias (default production) at a version; recorded with both versions' figures."""
     from ovc.registry.aliases import promote
 
     # a RegistryError (an OvcError) is printed by the app as one line, exit 2
     with registry_session(registry, params, set_, write=True) as (cfg, engine):
-        out = promote(engine, version, alias, note=note or "by hand (ovc registry promote)",
-                      metric=cfg.promote.metric, split=cfg.promote.split)
+        out = promote(
+            engine,
+            version,
+            alias,
+            note=note or "by hand (ovc registry promote)",
+            metric=cfg.promote.metric,
+            split=cfg.promote.split,
+        )
     typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from'] or '-'} -> {out['to']}")
 
 
 def rollback_cmd(
     alias: str = typer.Option("production", "--alias", help="alias to move back"),
-    note: Optional[str] = typer.Option(None, "--note", help="why (kept in the promotion history)"),
+    note: str | None = typer.Option(None, "--note", help="why (kept in the promotion history)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Point an alias back at the version its last promotion replaced."""
     from ovc.registry.aliases import rollback
 
     with registry_session(registry, params, set_, write=True) as (cfg, engine):
-        out = rollback(engine, alias, note=note or "by hand (ovc registry rollback)",
-                       metric=cfg.promote.metric, split=cfg.promote.split)
+        out = rollback(
+            engine,
+            alias,
+            note=note or "by hand (ovc registry rollback)",
+            metric=cfg.promote.metric,
+            split=cfg.promote.split,
+        )
     typer.echo(json.dumps(out) if as_json else f"{out['alias']}: {out['from']} -> {out['to']} (rollback)")
 
 
 def aliases_cmd(
     as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Aliases and the promotion history (with both versions' figures)."""
     from ovc.registry.aliases import history, list_aliases
 
     with registry_session(registry, params, set_) as (_, engine):
-        out = {"aliases": list_aliases(engine), "history": history(engine)}
+        out: dict[str, Any] = {"aliases": list_aliases(engine), "history": history(engine)}
     if as_json:
         typer.echo(json.dumps(out, indent=2, default=str))
         return
     for name, v in out["aliases"].items():
         typer.echo(f"{name:12s} -> {v}")
     for h in out["history"]:
-        typer.echo(f"  {h['at']}  {h['alias']:10s} {h['action']:9s} {h['from'] or '-'} -> {h['to'] or '-'}  {h['note'] or ''}")
+        typer.echo(
+            f"  {h['at']}  {h['alias']:10s} {h['action']:9s} {h['from'] or '-'} -> {h['to'] or '-'}  {h['note'] or ''}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,11 +137,15 @@ def aliases_cmd(
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
-    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
-    media_root: Optional[str] = typer.Option(None, "--media-root", help="folder `path` requests may read (default serve.media_root)"),
+    model_version: str = typer.Option(
+        "production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"
+    ),
+    media_root: str | None = typer.Option(
+        None, "--media-root", help="folder `path` requests may read (default serve.media_root)"
+    ),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Serve POST /classify, GET /vocabularies, /healthz, /metrics over HTTP (see ovc.serve.app)."""
     import logging
@@ -151,8 +171,10 @@ def serve_cmd(
         state.classifier(cfg.serve.default_vocab)  # load the default vocabulary before the first request
     except RequestError as e:
         err(f"note: default vocabulary not loaded: {e.message}", "yellow")
-    err(f"serving model version {state.model.name} on http://{host}:{port} "
-         f"(media root: {cfg.serve.media_root or 'none, uploads only'})")
+    err(
+        f"serving model version {state.model.name} on http://{host}:{port} "
+        f"(media root: {cfg.serve.media_root or 'none, uploads only'})"
+    )
     try:
         uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
     finally:
@@ -163,19 +185,25 @@ def serve_cmd(
 # ovc predict
 # --------------------------------------------------------------------------------------------------
 def predict_cmd(
-    source: str = typer.Argument(..., help="a manifest (.parquet/.csv with `path`, .txt one a line), a directory or a glob"),
+    source: str = typer.Argument(
+        ..., help="a manifest (.parquet/.csv with `path`, .txt one a line), a directory or a glob"
+    ),
     vocab: str = typer.Option(..., "--vocab", help="registry vocabulary to classify against"),
     out: Path = typer.Option(..., "--out", help="output folder: predictions/ and errors/ parquet partitions"),
-    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"),
-    threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none' (with --top-k)"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="at most K labels per video (or window)"),
+    model_version: str = typer.Option(
+        "production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version"
+    ),
+    threshold: str = typer.Option(
+        "calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none' (with --top-k)"
+    ),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, help="at most K labels per video (or window)"),
     segments: bool = typer.Option(False, "--segments", help="sliding windows -> label intervals (start, end columns)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="embedding actors (default predict.workers)"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="embedding actors (default predict.workers)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
     as_json: bool = typer.Option(False, "--json", help="the run summary as JSON on stdout"),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Classify a whole collection on Ray Data into partitioned parquet (resumable; see ovc.infer.predict)."""
     import logging
@@ -201,16 +229,29 @@ def predict_cmd(
     engine = open_engine(cfg, registry)
     engine.dispose()
     try:
-        summary = predict(source, vocab, out, cfg=cfg, registry_url=registry, model_version=model_version, threshold=thr,
-                          top_k=top_k, segments=segments, workers=workers, progress=progress)
+        summary = predict(
+            source,
+            vocab,
+            out,
+            cfg=cfg,
+            registry_url=registry,
+            model_version=model_version,
+            threshold=thr,
+            top_k=top_k,
+            segments=segments,
+            workers=workers,
+            progress=progress,
+        )
     except (PredictError, RegistryError, PublishedModelError) as e:
         err(f"error: {error_line(e)}", "red")
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        typer.echo(f"run {summary.run_id}: {summary.classified} classified, {summary.errors} unreadable of {summary.videos} videos; "
-                   f"{summary.partitions_written} partition(s) written, {summary.partitions_skipped} already done -> {summary.out}")
+        typer.echo(
+            f"run {summary.run_id}: {summary.classified} classified, {summary.errors} unreadable of {summary.videos} videos; "
+            f"{summary.partitions_written} partition(s) written, {summary.partitions_skipped} already done -> {summary.out}"
+        )
     if summary.errors:
         err(f"  {summary.errors} unreadable video(s): see {summary.out}/errors/", "yellow")
 

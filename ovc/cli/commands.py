@@ -25,7 +25,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from ovc.registry.store import LabelSpec
 
 vocab_app = typer.Typer(no_args_is_help=True, help="Grow, list and shrink label vocabularies in the registry.")
-registry_app = typer.Typer(no_args_is_help=True, help="Inspect the registry (model versions, vocabularies, thresholds).")
+registry_app = typer.Typer(
+    no_args_is_help=True, help="Inspect the registry (model versions, vocabularies, thresholds)."
+)
 
 _LABEL_FILE_HINT = (".txt", ".tsv", ".csv", ".lst", ".labels")
 
@@ -125,13 +127,16 @@ def _print_issues(issues: list[Any], what: str = "rejected") -> None:
 def vocab_add(
     items: list[str] = typer.Argument(..., help="label files (one label a line, optional TAB kind) and/or labels"),
     vocab: str = typer.Option(..., "--vocab", help="vocabulary name (created if new)"),
-    model_version: str = typer.Option("production", "--model-version",
-                                      help="version whose embeddings are computed: alias (production = promoted, else latest), 'latest' or a version name"),
+    model_version: str = typer.Option(
+        "production",
+        "--model-version",
+        help="version whose embeddings are computed: alias (production = promoted, else latest), 'latest' or a version name",
+    ),
     no_embed: bool = typer.Option(False, "--no-embed", help="register the labels without embedding them"),
     as_json: bool = JsonOpt,
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Add labels to a vocabulary; only labels without an embedding for the version are encoded."""
     from ovc.infer.published import PublishedModelError, build_published, get_model_version
@@ -154,20 +159,31 @@ def vocab_add(
         mv_name: str | None = None
         if not no_embed:
             if model_version in ("latest", PRODUCTION) and latest_model_version(engine) is None:
-                err("note: no model version is published yet; labels are registered without embeddings "
-                     "(`ovc stage publish` embeds them)")
+                err(
+                    "note: no model version is published yet; labels are registered without embeddings "
+                    "(`ovc stage publish` embeds them)"
+                )
             else:  # an alias is resolved once, like classify/predict/serve: the whole call embeds with one version
                 mv_name = get_model_version(engine, resolve_version(engine, model_version)).name
         model_cache: dict[str, Any] = {}
 
         def encode_fn(labels: list[str]):
             if "model" not in model_cache:  # loaded on the first batch that needs it (the total is logged above)
+                assert mv_name is not None  # encode_fn runs only when a version was resolved
                 err(f"loading model version {mv_name} ...")
                 model_cache["model"] = build_published(get_model_version(engine, mv_name), device=cfg.classify.device)
             return model_cache["model"].encode_labels(labels, batch_size=cfg.publish.batch_size)
 
-        result = add_labels(engine, vocab, specs, encode_fn, mv_name, max_label_chars=cfg.registry.max_label_chars,
-                            batch_size=max(cfg.publish.batch_size, 256), progress=None)
+        result = add_labels(
+            engine,
+            vocab,
+            specs,
+            encode_fn,
+            mv_name,
+            max_label_chars=cfg.registry.max_label_chars,
+            batch_size=max(cfg.publish.batch_size, 256),
+            progress=None,
+        )
     except (RegistryError, PublishedModelError) as e:
         raise fail(str(e)) from None
     finally:
@@ -189,11 +205,11 @@ def vocab_add(
 
 @vocab_app.command("ls")
 def vocab_ls(
-    vocab: Optional[str] = typer.Option(None, "--vocab", help="list this vocabulary's labels"),
+    vocab: str | None = typer.Option(None, "--vocab", help="list this vocabulary's labels"),
     as_json: bool = JsonOpt,
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """List vocabularies (name, size) or one vocabulary's labels."""
     from ovc.registry.store import RegistryError, list_labels, list_vocabularies
@@ -203,7 +219,10 @@ def vocab_ls(
     engine = open_engine(cfg, registry)
     try:
         if vocab is None:
-            rows = [{"vocabulary": v.name, "labels": v.n_labels, "created_at": str(v.created_at)} for v in list_vocabularies(engine)]
+            rows: list[dict[str, Any]] = [
+                {"vocabulary": v.name, "labels": v.n_labels, "created_at": str(v.created_at)}
+                for v in list_vocabularies(engine)
+            ]
             if as_json:
                 typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             else:
@@ -218,8 +237,13 @@ def vocab_ls(
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps({"vocabulary": vocab, "labels": [{"label": s.text, "kind": s.kind} for s in labels]},
-                              ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps(
+                {"vocabulary": vocab, "labels": [{"label": s.text, "kind": s.kind} for s in labels]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         for s in labels:
             typer.echo(f"{s.text}\t{s.kind or ''}".rstrip("\t"))
@@ -228,13 +252,15 @@ def vocab_ls(
 
 @vocab_app.command("rm")
 def vocab_rm(
-    items: Optional[list[str]] = typer.Argument(None, help="labels or label files to remove; none = the whole vocabulary"),
+    items: list[str] | None = typer.Argument(None, help="labels or label files to remove; none = the whole vocabulary"),
     vocab: str = typer.Option(..., "--vocab", help="vocabulary name"),
-    prune: bool = typer.Option(False, "--prune", help="also delete labels left in no vocabulary, with their embeddings"),
+    prune: bool = typer.Option(
+        False, "--prune", help="also delete labels left in no vocabulary, with their embeddings"
+    ),
     as_json: bool = JsonOpt,
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Remove labels from a vocabulary, or the vocabulary itself (embeddings stay cached unless --prune)."""
     from ovc.registry.store import RegistryError, remove_labels, remove_vocabulary
@@ -248,7 +274,11 @@ def vocab_rm(
     engine = open_engine(cfg, registry, write=True)
     try:
         if not items:
-            out: dict[str, Any] = {"vocabulary": vocab, "removed_vocabulary": True, **remove_vocabulary(engine, vocab, prune_orphans=prune)}
+            out: dict[str, Any] = {
+                "vocabulary": vocab,
+                "removed_vocabulary": True,
+                **remove_vocabulary(engine, vocab, prune_orphans=prune),
+            }
             msg = f"removed vocabulary {vocab!r} ({out['labels']} label(s); {out['pruned']} pruned)"
         else:
             out = {"vocabulary": vocab, **remove_labels(engine, vocab, specs, prune_orphans=prune)}
@@ -273,7 +303,11 @@ def registry_overview(engine: Engine) -> dict[str, Any]:
     from ovc.registry.store import counts, list_model_versions, list_vocabularies
 
     with Session(engine) as s:
-        n_emb = dict(s.execute(select(LabelEmbedding.model_version_id, func.count()).group_by(LabelEmbedding.model_version_id)).all())
+        n_emb = dict(
+            s.execute(
+                select(LabelEmbedding.model_version_id, func.count()).group_by(LabelEmbedding.model_version_id)
+            ).all()
+        )
         thr_rows = s.execute(
             select(Threshold.model_version_id, Threshold.scope, Vocabulary.name, Label.text, Threshold.value)
             .outerjoin(Vocabulary, Vocabulary.id == Threshold.vocabulary_id)
@@ -286,18 +320,22 @@ def registry_overview(engine: Engine) -> dict[str, Any]:
     versions = []
     for mv in list_model_versions(engine):
         params = mv.params or {}
-        versions.append({
-            "name": mv.name,
-            "created_at": str(mv.created_at),
-            "method": params.get("method"),
-            "checkpoint_digest": mv.checkpoint_digest,
-            "encoder_digest": mv.encoder_digest,
-            "embed_dim": mv.embed_dim,
-            "dvc_rev": mv.dvc_rev,
-            "label_embeddings": int(n_emb.get(mv.id, 0)),
-            "global_threshold": next((t["value"] for t in thresholds.get(mv.id, []) if t["scope"] == "global"), None),
-            "thresholds": thresholds.get(mv.id, []),
-        })
+        versions.append(
+            {
+                "name": mv.name,
+                "created_at": str(mv.created_at),
+                "method": params.get("method"),
+                "checkpoint_digest": mv.checkpoint_digest,
+                "encoder_digest": mv.encoder_digest,
+                "embed_dim": mv.embed_dim,
+                "dvc_rev": mv.dvc_rev,
+                "label_embeddings": int(n_emb.get(mv.id, 0)),
+                "global_threshold": next(
+                    (t["value"] for t in thresholds.get(mv.id, []) if t["scope"] == "global"), None
+                ),
+                "thresholds": thresholds.get(mv.id, []),
+            }
+        )
     return {
         "url": engine.url.render_as_string(hide_password=True),
         "model_versions": versions,
@@ -310,8 +348,8 @@ def registry_overview(engine: Engine) -> dict[str, Any]:
 def registry_ls(
     as_json: bool = JsonOpt,
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Model versions (digests, embeddings, thresholds), vocabularies and their sizes."""
     quiet_logging()
@@ -326,7 +364,9 @@ def registry_ls(
         return
     typer.echo(f"registry: {info['url']}")
     typer.echo(f"\nmodel versions ({len(info['model_versions'])}):")
-    typer.echo(f"  {'name':10s} {'method':10s} {'checkpoint':12s} {'encoder':12s} {'dim':>5s} {'embeddings':>10s} {'threshold':>9s}  created")
+    typer.echo(
+        f"  {'name':10s} {'method':10s} {'checkpoint':12s} {'encoder':12s} {'dim':>5s} {'embeddings':>10s} {'threshold':>9s}  created"
+    )
     for v in info["model_versions"]:
         thr = "-" if v["global_threshold"] is None else f"{v['global_threshold']:.4f}"
         typer.echo(
@@ -345,8 +385,8 @@ def registry_ls(
 @registry_app.command("upgrade")
 def registry_upgrade(
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Migrate the registry's schema to this ovc's head (read-only commands never migrate)."""
     from ovc.registry.db import current_revision, head_revision
@@ -355,8 +395,10 @@ def registry_upgrade(
     cfg = load_cfg(params, set_)
     engine = open_engine(cfg, registry, write=True)  # writers migrate on open
     try:
-        typer.echo(f"registry {engine.url.render_as_string(hide_password=True)} at schema revision "
-                   f"{current_revision(engine)} (head {head_revision()})")
+        typer.echo(
+            f"registry {engine.url.render_as_string(hide_password=True)} at schema revision "
+            f"{current_revision(engine)} (head {head_revision()})"
+        )
     finally:
         engine.dispose()
 
@@ -383,16 +425,28 @@ def classify_cmd(
     videos: list[str] = typer.Argument(..., help="video files"),
     vocab: str = typer.Option(..., "--vocab", help="registry vocabulary to classify against"),
     as_json: bool = typer.Option(False, "--json", help="a JSON list, one {video, labels, error} per input"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=0, help="at most K labels per video"),
-    threshold: str = typer.Option("calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none'"),
-    model_version: str = typer.Option("production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version name"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when a terminal)"),
-    segments: bool = typer.Option(False, "--segments", help="label intervals over time (sliding windows): {label, start, end, score}"),
-    window_s: Optional[float] = typer.Option(None, "--window-s", help="with --segments: window length in s (default segments.window_s)"),
-    stride_s: Optional[float] = typer.Option(None, "--stride-s", help="with --segments: window step in s (default segments.stride_s)"),
+    top_k: int | None = typer.Option(None, "--top-k", min=0, help="at most K labels per video"),
+    threshold: str = typer.Option(
+        "calibrated", "--threshold", help="'calibrated' (registry), a number in [0, 1], or 'none'"
+    ),
+    model_version: str = typer.Option(
+        "production", "--model-version", help="alias (production = promoted, else latest), 'latest' or a version name"
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="progress bar on stderr (default: when a terminal)"
+    ),
+    segments: bool = typer.Option(
+        False, "--segments", help="label intervals over time (sliding windows): {label, start, end, score}"
+    ),
+    window_s: float | None = typer.Option(
+        None, "--window-s", help="with --segments: window length in s (default segments.window_s)"
+    ),
+    stride_s: float | None = typer.Option(
+        None, "--stride-s", help="with --segments: window step in s (default segments.stride_s)"
+    ),
     registry: str = RegistryOpt,
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """Classify videos; unreadable files are reported and skipped (exit 1 only if none could be read)."""
     from ovc.infer.classifier import Classifier
@@ -432,7 +486,10 @@ def classify_cmd(
                 typer.echo(f"    {x['score']:.3f}  {x['label']}" + (f"  ({x['kind']})" if x["kind"] else ""))
     for r in bad:
         err(f"  unreadable: {r.error}", "yellow")
-    err(f"classified {len(results) - len(bad)} of {len(results)} video(s) against {vocab!r} "
-         f"({len(clf.labels)} labels, model version {clf.model.name})" + (f"; {len(bad)} could not be read" if bad else ""))
+    err(
+        f"classified {len(results) - len(bad)} of {len(results)} video(s) against {vocab!r} "
+        f"({len(clf.labels)} labels, model version {clf.model.name})"
+        + (f"; {len(bad)} could not be read" if bad else "")
+    )
     if len(bad) == len(results):
         raise typer.Exit(1)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
     from ovc.config import Config
 
-RegistryOpt = typer.Option("", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)")
+RegistryOpt = typer.Option(
+    "", "--registry", help="registry URL (default: registry.url / $OVC_REGISTRY_URL / sqlite under data/)"
+)
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $OVC_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-S", help="override a param, DVC-style: section.field=value (repeatable)")
 JsonOpt = typer.Option(False, "--json", help="machine-readable JSON on stdout")
@@ -51,7 +53,7 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def load_cfg(params: Optional[Path], overrides: Optional[list[str]]) -> Config:
+def load_cfg(params: Path | None, overrides: list[str] | None) -> Config:
     """params.yaml (or ``--params``) with ``-S`` overrides; a bad file or value is one line, exit 2."""
     from ovc.config import ConfigError, load_config
 
@@ -86,7 +88,7 @@ def open_engine(cfg: Config, url: str, *, write: bool = False) -> Engine:
 
 @contextmanager
 def registry_session(
-    registry: str, params: Optional[Path], overrides: Optional[list[str]], *, write: bool = False
+    registry: str, params: Path | None, overrides: list[str] | None, *, write: bool = False
 ) -> Iterator[tuple[Config, Engine]]:
     """``(cfg, engine)`` of a command's options; the engine is disposed when the command is done."""
     cfg = load_cfg(params, overrides)

@@ -1,10 +1,10 @@
 """The ``ovc`` command line (Typer).
 
-    ovc stage NAME [-S section.field=value ...]   run one pipeline stage (what dvc.yaml calls)
-    ovc bench NAME | --list                       run a benchmark, print one JSON object
-    ovc params [-S ...]                           show the resolved typed config
-    ovc vocab add|ls|rm, ovc registry ls           registry vocabularies (ovc.cli.commands)
-    ovc classify VIDEO... --vocab NAME            classify videos with a published model
+ovc stage NAME [-S section.field=value ...]   run one pipeline stage (what dvc.yaml calls)
+ovc bench NAME | --list                       run a benchmark, print one JSON object
+ovc params [-S ...]                           show the resolved typed config
+ovc vocab add|ls|rm, ovc registry ls           registry vocabularies (ovc.cli.commands)
+ovc classify VIDEO... --vocab NAME            classify videos with a published model
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -43,7 +42,6 @@ app = typer.Typer(
 )
 
 
-
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -54,9 +52,9 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def stage(
-    name: Optional[str] = typer.Argument(None, help="stage name (see `ovc stage --list`)"),
-    params: Optional[Path] = ParamsOpt,
-    set_: Optional[list[str]] = SetOpt,
+    name: str | None = typer.Argument(None, help="stage name (see `ovc stage --list`)"),
+    params: Path | None = ParamsOpt,
+    set_: list[str] | None = SetOpt,
     list_: bool = typer.Option(False, "--list", help="list the stages in pipeline order"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -77,10 +75,10 @@ def stage(
 
 @app.command()
 def bench(
-    name: Optional[str] = typer.Argument(None, help="benchmark name"),
+    name: str | None = typer.Argument(None, help="benchmark name"),
     list_: bool = typer.Option(False, "--list", help="list benchmarks"),
     quick: bool = typer.Option(False, "--quick", help="smaller sizes (smoke run)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON to this file"),
+    out: Path | None = typer.Option(None, "--out", help="also write the JSON to this file"),
 ) -> None:
     """Run a benchmark and print one JSON object (figures, ratios, machine)."""
     from ovc.bench import BENCHES, get_bench, machine_info
@@ -103,10 +101,9 @@ def bench(
 
 
 @app.command("params")
-def params_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
+def params_cmd(params: Path | None = ParamsOpt, set_: list[str] | None = SetOpt) -> None:
     """Print the resolved configuration (params.yaml + overrides) as YAML."""
     typer.echo(dump_params(load_cfg(params, set_)))
-
 
 
 # registry and inference commands (ovc.cli.commands; importing it loads no torch)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -42,7 +43,9 @@ def get_adapter(source: str) -> Callable[[Config, Path], dict[str, Any]]:
         parts = [s.strip() for s in source.split(",") if s.strip()]
         bad = [s for s in parts if s not in ADAPTERS or s == "synthworld"]
         if bad:
-            raise IngestError(f"ingest.source {source!r}: cannot mix {bad}; mixable sources: {', '.join(sorted(set(ADAPTERS) - {'synthworld'}))}")
+            raise IngestError(
+                f"ingest.source {source!r}: cannot mix {bad}; mixable sources: {', '.join(sorted(set(ADAPTERS) - {'synthworld'}))}"
+            )
         module, fn = MIX_ADAPTER.split(":")
         return getattr(importlib.import_module(module), fn)
     if source not in ADAPTERS:
@@ -70,9 +73,16 @@ def ingest_synthworld(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
     w = cfg.world
     specs = plan_world(
-        seed=w.seed, n_train=w.n_train, n_val=w.n_val, n_test=w.n_test, num_frames=w.num_frames,
-        size=w.size, max_objects=w.max_objects, game_title_rate=w.game_title_rate,
-        rare_label_rate=w.rare_label_rate, world=WORLD,
+        seed=w.seed,
+        n_train=w.n_train,
+        n_val=w.n_val,
+        n_test=w.n_test,
+        num_frames=w.num_frames,
+        size=w.size,
+        max_objects=w.max_objects,
+        game_title_rate=w.game_title_rate,
+        rare_label_rate=w.rare_label_rate,
+        world=WORLD,
     )
     errors = render_all(specs, out_dir / "videos", fps=w.fps, workers=w.workers)
     for vid, err in sorted(errors.items()):

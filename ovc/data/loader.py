@@ -108,7 +108,7 @@ class ClipBatch:
     frames: torch.Tensor | None
     failures: list[ClipFailure]
 
-    def pin_memory(self) -> "ClipBatch":  # the DataLoader's pin-memory thread calls this
+    def pin_memory(self) -> ClipBatch:  # the DataLoader's pin-memory thread calls this
         if self.frames is not None:
             self.frames = self.frames.pin_memory()
         return self
@@ -136,7 +136,9 @@ class ClipLoader:
         prefetch: batches each worker keeps decoded ahead (DataLoader's ``prefetch_factor``).
     """
 
-    def __init__(self, dataset: ClipDataset, num_workers: int = 0, device: Any = "cpu", stage: str = "", prefetch: int = 2):
+    def __init__(
+        self, dataset: ClipDataset, num_workers: int = 0, device: Any = "cpu", stage: str = "", prefetch: int = 2
+    ):
         self.dataset = dataset
         self.num_workers = max(0, int(num_workers))
         self.pin = torch.device(device).type == "cuda"
@@ -145,13 +147,28 @@ class ClipLoader:
         self.failures: list[ClipFailure] = []
 
     @classmethod
-    def from_config(cls, cfg: Any, paths: Sequence[str | os.PathLike], *, train: bool = False, stage: str = "",
-                    num_workers: int | None = None, device: Any = "cpu", seed: int | None = None) -> "ClipLoader":
+    def from_config(
+        cls,
+        cfg: Any,
+        paths: Sequence[str | os.PathLike],
+        *,
+        train: bool = False,
+        stage: str = "",
+        num_workers: int | None = None,
+        device: Any = "cpu",
+        seed: int | None = None,
+    ) -> ClipLoader:
         """A loader with ``cfg.reader``'s frames, sampling (``train_sampling`` if ``train`` else
         ``eval_sampling``), ``max_pixels`` and ``loader_workers`` (``num_workers`` overrides)."""
         r = cfg.reader
-        ds = ClipDataset(paths, r.num_frames, r.image_size, r.train_sampling if train else r.eval_sampling, r.max_pixels,
-                         seed=cfg.train.seed if seed is None else seed)
+        ds = ClipDataset(
+            paths,
+            r.num_frames,
+            r.image_size,
+            r.train_sampling if train else r.eval_sampling,
+            r.max_pixels,
+            seed=cfg.train.seed if seed is None else seed,
+        )
         return cls(ds, r.loader_workers if num_workers is None else num_workers, device, stage)
 
     def batches(self, batches: Sequence[Sequence[int]], epoch: int = 0) -> Iterator[ClipBatch]:
@@ -162,12 +179,22 @@ class ClipLoader:
         kw: dict[str, Any] = {}
         if self.num_workers > 0:
             kw = {"prefetch_factor": self.prefetch, "persistent_workers": False}
-        loader = DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.num_workers, collate_fn=collate_clips,
-                            pin_memory=self.pin, **kw)
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=keyed,
+            num_workers=self.num_workers,
+            collate_fn=collate_clips,
+            pin_memory=self.pin,
+            **kw,
+        )
         for batch in loader:
             for f in batch.failures:
                 self.failures.append(f)
-                log.warning("%s: skipping unreadable video %s", self.stage, f.message if f.path in f.message else f"{f.path}: {f.message}")
+                log.warning(
+                    "%s: skipping unreadable video %s",
+                    self.stage,
+                    f.message if f.path in f.message else f"{f.path}: {f.message}",
+                )
             yield batch
 
     def sequential(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[ClipBatch]:
@@ -177,7 +204,10 @@ class ClipLoader:
 
     def summary(self) -> dict[str, Any]:
         """``{"skipped_videos": n, "skipped": [{"path", "error"}, ...]}`` for a stage's summary."""
-        return {"skipped_videos": len(self.failures), "skipped": [{"path": f.path, "error": f.message} for f in self.failures]}
+        return {
+            "skipped_videos": len(self.failures),
+            "skipped": [{"path": f.path, "error": f.message} for f in self.failures],
+        }
 
 
 def to_model_input(frames_u8: torch.Tensor, device: Any, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -167,7 +167,9 @@ def check_confined(
         more = f"; ... and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
         raise ManifestSchemaError(
             f"{source or manifest_path}: {len(bad)} video path(s) leave the data roots "
-            f"({', '.join(str(r) for r in resolved_roots)}): " + "; ".join(shown) + more
+            f"({', '.join(str(r) for r in resolved_roots)}): "
+            + "; ".join(shown)
+            + more
             + " (set paths.data / ingest.root / ingest.roots to where the videos are)"
         )
 

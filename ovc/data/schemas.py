@@ -49,18 +49,12 @@ def _is_nonempty_str(value: Any) -> bool:
 
 def _is_label_list(value: Any) -> bool:
     """A Python list of distinct non-empty strings (may be empty)."""
-    return (
-        isinstance(value, list)
-        and all(_is_nonempty_str(v) for v in value)
-        and len(set(value)) == len(value)
-    )
+    return isinstance(value, list) and all(_is_nonempty_str(v) for v in value) and len(set(value)) == len(value)
 
 
 _NONEMPTY = pa.Check(_is_nonempty_str, element_wise=True, error="non-empty string")
 _LABEL_LIST = pa.Check(_is_label_list, element_wise=True, error="list of distinct non-empty strings")
-_LABELS_PRESENT = pa.Check(
-    lambda v: isinstance(v, list) and len(v) > 0, element_wise=True, error="at least one label"
-)
+_LABELS_PRESENT = pa.Check(lambda v: isinstance(v, list) and len(v) > 0, element_wise=True, error="at least one label")
 
 
 def _manifest_schema(require_labels: bool) -> pa.DataFrameSchema:
@@ -143,8 +137,7 @@ def format_failures(failure_cases: pd.DataFrame, df: pd.DataFrame, source: str) 
         more = f"; ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
         groups.append(f"  - column {column!r}, check {check!r}: {len(items)} failure(s): " + "; ".join(shown) + more)
     header = (
-        f"{source}: {len(groups)} schema violation(s) in column(s) {', '.join(columns)} "
-        f"({len(fc)} failure case(s)):"
+        f"{source}: {len(groups)} schema violation(s) in column(s) {', '.join(columns)} ({len(fc)} failure case(s)):"
     )
     return "\n".join([header, *groups])
 

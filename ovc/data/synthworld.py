@@ -64,16 +64,26 @@ import math
 import os
 import sys
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 SOURCE = "synthworld"
-SPLITS = ("train", "val", "open_entities", "open_actions", "open_rare", "open_synonyms", "open_temporal", "open_actions_related")
+SPLITS = (
+    "train",
+    "val",
+    "open_entities",
+    "open_actions",
+    "open_rare",
+    "open_synonyms",
+    "open_temporal",
+    "open_actions_related",
+)
 OPEN_SPLITS = SPLITS[2:]
 TRAIN_VOCAB = "train"  # train and val share the closed vocabulary
 RARE_MAX_CLIPS = 3  # clips per rare label (< clean.min_count=5, so `clean` drops every one)
@@ -116,16 +126,30 @@ class World:
         }
     )
     actions: tuple[str, ...] = (
-        "moving left", "moving right", "moving up", "moving down",
-        "rotating", "growing", "shrinking", "blinking", "still",
+        "moving left",
+        "moving right",
+        "moving up",
+        "moving down",
+        "rotating",
+        "growing",
+        "shrinking",
+        "blinking",
+        "still",
     )
     heldout_shapes: tuple[str, ...] = ("star",)  # open_entities only
     heldout_scenes: tuple[str, ...] = ("snow field",)  # open_entities only
-    heldout_actions: tuple[str, ...] = ("rotating", "blinking")  # open_actions only: no training word relates to them (the stated hard case)
+    heldout_actions: tuple[str, ...] = (
+        "rotating",
+        "blinking",
+    )  # open_actions only: no training word relates to them (the stated hard case)
     # held-out actions that training actions relate to through language (and motion): open_actions_related only
     related_actions: tuple[str, ...] = ("moving up left", "moving down right")
     # pairs a mean over frames cannot tell apart by construction (time-reversed twins): open_temporal
-    temporal_pairs: tuple[tuple[str, str], ...] = (("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking"))
+    temporal_pairs: tuple[tuple[str, str], ...] = (
+        ("moving left", "moving right"),
+        ("moving up", "moving down"),
+        ("growing", "shrinking"),
+    )
     rotation_invariant: tuple[str, ...] = ("circle", "ring")  # never "rotating" (invisible)
     # (shape, action) pairs never rendered in train/val; open_rare's unusual combinations.
     reserved_combos: tuple[tuple[str, str], ...] = (
@@ -138,21 +162,46 @@ class World:
     # plain word -> synonym the captions never use (open_synonyms); held-out words need none
     synonyms: dict[str, str] = field(
         default_factory=lambda: {
-            "red": "crimson", "green": "emerald", "blue": "azure",
-            "yellow": "golden", "purple": "violet", "orange": "tangerine",
-            "circle": "disc", "square": "box", "triangle": "wedge", "cross": "plus sign", "ring": "hoop",
-            "beach": "seaside", "forest": "woodland", "night sky": "nighttime", "desert": "dunes",
+            "red": "crimson",
+            "green": "emerald",
+            "blue": "azure",
+            "yellow": "golden",
+            "purple": "violet",
+            "orange": "tangerine",
+            "circle": "disc",
+            "square": "box",
+            "triangle": "wedge",
+            "cross": "plus sign",
+            "ring": "hoop",
+            "beach": "seaside",
+            "forest": "woodland",
+            "night sky": "nighttime",
+            "desert": "dunes",
             "city": "downtown",
             # actions: CLIP's text tower never reads a motion word (static captions), MiniLM knows these
-            "moving left": "sliding left", "moving right": "sliding right", "moving up": "rising",
-            "moving down": "sinking", "growing": "expanding", "shrinking": "contracting", "still": "motionless",
+            "moving left": "sliding left",
+            "moving right": "sliding right",
+            "moving up": "rising",
+            "moving down": "sinking",
+            "growing": "expanding",
+            "shrinking": "contracting",
+            "still": "motionless",
         }
     )
     game_titles: tuple[str, ...] = (
-        "Shape Quest II", "Polygon Wars", "Circle Dash Deluxe", "Geometry Legends", "Pixel Kart 64",
+        "Shape Quest II",
+        "Polygon Wars",
+        "Circle Dash Deluxe",
+        "Geometry Legends",
+        "Pixel Kart 64",
     )
     rare_labels: tuple[str, ...] = (
-        "lens flare", "film grain", "vignette", "chromatic aberration", "scan lines", "pixel glitch",
+        "lens flare",
+        "film grain",
+        "vignette",
+        "chromatic aberration",
+        "scan lines",
+        "pixel glitch",
     )
 
     # ---- derived sets ------------------------------------------------------------------------
@@ -215,8 +264,12 @@ class World:
         add(TRAIN_VOCAB, [self.coloured(c, s) for s in ts for c in cs], "Objects", "entity")
         add(TRAIN_VOCAB, self.train_scenes, "Scenes", "entity")
         add(TRAIN_VOCAB, self.train_actions, "Actions", "action")
-        add(TRAIN_VOCAB, [self.combo(s, a) for s in ts for a in self.train_actions if (s, a) not in reserved],
-            "Object actions", "action")
+        add(
+            TRAIN_VOCAB,
+            [self.combo(s, a) for s in ts for a in self.train_actions if (s, a) not in reserved],
+            "Object actions",
+            "action",
+        )
         add(TRAIN_VOCAB, self.game_titles, "Games", "entity")
         add(TRAIN_VOCAB, self.rare_labels, "Visual effects", "entity")
 
@@ -268,7 +321,7 @@ class World:
             return list(_EFFECT_DESCRIPTIONS[label])
         if vertical == "Object actions":
             shape = next(s for s in self.shapes if label.startswith(s + " "))
-            action = label[len(shape) + 1:]
+            action = label[len(shape) + 1 :]
             return [_SHAPE_DESCRIPTIONS[shape][0], _ACTION_DESCRIPTIONS[action][0], f"a {shape} that is {action}"]
         if vertical == "Objects":
             colour, shape = label.split(" ", 1)
@@ -306,12 +359,28 @@ _SCENE_DESCRIPTIONS = {
     "city": ("grey buildings with windows", "rectangular blocks of houses", "a street skyline"),
 }
 _ACTION_DESCRIPTIONS = {
-    "moving up left": ("an object drifting diagonally to the upper left", "motion towards the top-left corner", "a shape travelling up and to the left"),
-    "moving down right": ("an object drifting diagonally to the lower right", "motion towards the bottom-right corner", "a shape travelling down and to the right"),
+    "moving up left": (
+        "an object drifting diagonally to the upper left",
+        "motion towards the top-left corner",
+        "a shape travelling up and to the left",
+    ),
+    "moving down right": (
+        "an object drifting diagonally to the lower right",
+        "motion towards the bottom-right corner",
+        "a shape travelling down and to the right",
+    ),
     "moving left": ("an object heading to the left side", "motion from right to left", "a shape travelling leftwards"),
-    "moving right": ("an object heading to the right side", "motion from left to right", "a shape travelling rightwards"),
+    "moving right": (
+        "an object heading to the right side",
+        "motion from left to right",
+        "a shape travelling rightwards",
+    ),
     "moving up": ("an object climbing towards the top", "motion from bottom to top", "a shape travelling upwards"),
-    "moving down": ("an object falling towards the bottom", "motion from top to bottom", "a shape travelling downwards"),
+    "moving down": (
+        "an object falling towards the bottom",
+        "motion from top to bottom",
+        "a shape travelling downwards",
+    ),
     "rotating": ("an object turning around its centre", "a shape spinning in place", "corners changing direction"),
     "growing": ("an object getting bigger", "a shape increasing in size", "a shape that swells"),
     "shrinking": ("an object getting smaller", "a shape decreasing in size", "a shape that dwindles"),
@@ -330,7 +399,12 @@ _EFFECT_DESCRIPTIONS = {
 WORLD = World()
 
 _SCENE_PREPOSITION = {
-    "beach": "on", "forest": "in", "night sky": "under", "desert": "in", "snow field": "on", "city": "in",
+    "beach": "on",
+    "forest": "in",
+    "night sky": "under",
+    "desert": "in",
+    "snow field": "on",
+    "city": "in",
 }
 
 
@@ -390,8 +464,14 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
 
 
 def _make_object(
-    rng: np.random.Generator, world: World, shape: str, colour: str, action: str, size: int,
-    others: Sequence[ObjectSpec] = (), full_rotation: bool = False,
+    rng: np.random.Generator,
+    world: World,
+    shape: str,
+    colour: str,
+    action: str,
+    size: int,
+    others: Sequence[ObjectSpec] = (),
+    full_rotation: bool = False,
 ) -> ObjectSpec:
     """Sample one object's geometry so its whole trajectory stays (mostly) in frame."""
     k = size / BASE_SIZE
@@ -428,8 +508,16 @@ def _make_object(
     if action == "rotating":
         spin = float(rng.uniform(12.0, 18.0)) * (1 if rng.random() < 0.5 else -1)
     return ObjectSpec(
-        shape=shape, colour=colour, action=action, rgb=rgb,  # type: ignore[arg-type]
-        x=best[0], y=best[1], radius=radius, angle=angle, travel=travel, spin=spin,
+        shape=shape,
+        colour=colour,
+        action=action,
+        rgb=rgb,  # type: ignore[arg-type]
+        x=best[0],
+        y=best[1],
+        radius=radius,
+        angle=angle,
+        travel=travel,
+        spin=spin,
         phase=int(rng.integers(0, 4)),
     )
 
@@ -472,7 +560,10 @@ def make_caption(rng: np.random.Generator, scene: str | None, objects: Sequence[
 
 
 def _plan_content(
-    rng: np.random.Generator, world: World, split: str, max_objects: int,
+    rng: np.random.Generator,
+    world: World,
+    split: str,
+    max_objects: int,
 ) -> tuple[str, list[tuple[str, str, str]]]:
     """Choose the scene and (shape, colour, action) of each object for one clip of ``split``."""
     n_obj = int(rng.integers(1, max_objects + 1))
@@ -511,7 +602,9 @@ def _plan_content(
             action = pick(world.allowed_actions(shape, world.actions))
         elif split == "open_rare":
             action = pick(world.allowed_actions(shape, world.train_actions))
-        elif split == "open_temporal":  # every shape does every one of them (reserved combos too): the twins stay symmetric
+        elif (
+            split == "open_temporal"
+        ):  # every shape does every one of them (reserved combos too): the twins stay symmetric
             action = pick(world.temporal_actions)
         else:  # train, val, open_entities, open_synonyms: closed actions, no reserved combination
             action = pick(world.train_actions_for(shape))
@@ -545,7 +638,13 @@ def _labels(world: World, split: str, scene: str, objs: Sequence[tuple[str, str,
 
 
 def make_clip_spec(
-    world: World, split: str, index: int, *, seed: int, size: int = 64, num_frames: int = 16,
+    world: World,
+    split: str,
+    index: int,
+    *,
+    seed: int,
+    size: int = 64,
+    num_frames: int = 16,
     max_objects: int = 2,
 ) -> ClipSpec:
     """The spec of clip ``index`` of ``split`` — a pure function of its arguments.
@@ -572,15 +671,30 @@ def make_clip_spec(
         objects.append(_make_object(rng, world, shape, colour, action, size, objects))
     caption = make_caption(rng, scene, [(c, s) for s, c, _ in planned])
     return ClipSpec(
-        video_id=f"{split}_{index:06d}", split=split, index=index, scene=scene, objects=tuple(objects),
-        noise_seed=int(rng.integers(2**31)), size=size, num_frames=num_frames, caption=caption,
+        video_id=f"{split}_{index:06d}",
+        split=split,
+        index=index,
+        scene=scene,
+        objects=tuple(objects),
+        noise_seed=int(rng.integers(2**31)),
+        size=size,
+        num_frames=num_frames,
+        caption=caption,
         labels=tuple(_labels(world, split, scene, planned)),
     )
 
 
 def plan_split(
-    world: World, split: str, n: int, *, seed: int, size: int = 64, num_frames: int = 16,
-    max_objects: int = 2, game_title_rate: float = 0.0, rare_label_rate: float = 0.0,
+    world: World,
+    split: str,
+    n: int,
+    *,
+    seed: int,
+    size: int = 64,
+    num_frames: int = 16,
+    max_objects: int = 2,
+    game_title_rate: float = 0.0,
+    rare_label_rate: float = 0.0,
 ) -> list[ClipSpec]:
     """Specs of the ``n`` clips of ``split``, plus the noise labels ``clean`` must drop.
 
@@ -626,9 +740,22 @@ def _star(points: int = 5, outer: float = 1.25, inner: float = 0.5) -> np.ndarra
 
 
 def _cross(w: float = 0.36, l: float = 1.05) -> np.ndarray:  # noqa: E741 - arm length
-    return np.array([
-        (-w, -l), (w, -l), (w, -w), (l, -w), (l, w), (w, w), (w, l), (-w, l), (-w, w), (-l, w), (-l, -w), (-w, -w),
-    ])
+    return np.array(
+        [
+            (-w, -l),
+            (w, -l),
+            (w, -w),
+            (l, -w),
+            (l, w),
+            (w, w),
+            (w, l),
+            (-w, l),
+            (-w, w),
+            (-l, w),
+            (-l, -w),
+            (-w, -w),
+        ]
+    )
 
 
 # Unit outlines (radius ≈ 1, roughly equal areas); each shape = list of (polygon, filled?) rings.
@@ -673,7 +800,12 @@ def object_state(obj: ObjectSpec, t: int, num_frames: int) -> tuple[float, float
 
 
 def _object_masks(
-    shape: str, x: float, y: float, r: float, angle: float, size: int,
+    shape: str,
+    x: float,
+    y: float,
+    r: float,
+    angle: float,
+    size: int,
 ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
     """Anti-aliased alpha masks in [0, 1] of one object, drawn only over its bounding box.
 
@@ -782,19 +914,23 @@ def _bg_city(rng: np.random.Generator, s: int) -> np.ndarray:
         w = min(int(rng.integers(max(4, s // 12), max(6, s // 5))), s - x)
         top = int(rng.uniform(0.2, 0.6) * s)
         grey = float(rng.uniform(70, 130))
-        img[top:, x:x + w] = (grey, grey, grey + 6)
+        img[top:, x : x + w] = (grey, grey, grey + 6)
         wins = rng.random((s, w)) < 0.45  # lit windows on a 3-px grid
         grid = np.zeros((s, w), bool)
-        grid[top + 2::3, 1::3] = True
-        img[:, x:x + w][wins & grid] = (225, 215, 150)
+        grid[top + 2 :: 3, 1::3] = True
+        img[:, x : x + w][wins & grid] = (225, 215, 150)
         x += w + int(rng.integers(0, 2))
-    img[int(0.92 * s):] = (50, 50, 56)
+    img[int(0.92 * s) :] = (50, 50, 56)
     return img
 
 
 _BACKGROUNDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-    "beach": _bg_beach, "forest": _bg_forest, "night sky": _bg_night_sky,
-    "desert": _bg_desert, "snow field": _bg_snow_field, "city": _bg_city,
+    "beach": _bg_beach,
+    "forest": _bg_forest,
+    "night sky": _bg_night_sky,
+    "desert": _bg_desert,
+    "snow field": _bg_snow_field,
+    "city": _bg_city,
 }
 
 
@@ -852,8 +988,13 @@ class FrameSample(NamedTuple):
 
 
 def sample_frame(
-    rng: np.random.Generator, *, world: World = WORLD, size: int = 64, max_objects: int = 2,
-    include_heldout: bool = True, num_frames: int = 16,
+    rng: np.random.Generator,
+    *,
+    world: World = WORLD,
+    size: int = 64,
+    max_objects: int = 2,
+    include_heldout: bool = True,
+    num_frames: int = 16,
 ) -> FrameSample:
     """One captioned still frame for the bootstrapped CLIP (no mp4 involved, ≈1 ms).
 
@@ -884,12 +1025,19 @@ def sample_frame(
                 break
         seen.add((shape, colour))
         action = actions[int(rng.integers(len(actions)))]
-        objects.append(_make_object(rng, world, shape, colour, action, size, objects,
-                                    full_rotation=rng.random() < 0.3))
+        objects.append(_make_object(rng, world, shape, colour, action, size, objects, full_rotation=rng.random() < 0.3))
     caption = make_caption(rng, scene, [(o.colour, o.shape) for o in objects])
     spec = ClipSpec(
-        video_id="frame", split="frames", index=0, scene=scene, objects=tuple(objects),
-        noise_seed=int(rng.integers(2**31)), size=size, num_frames=num_frames, caption=caption, labels=(),
+        video_id="frame",
+        split="frames",
+        index=0,
+        scene=scene,
+        objects=tuple(objects),
+        noise_seed=int(rng.integers(2**31)),
+        size=size,
+        num_frames=num_frames,
+        caption=caption,
+        labels=(),
     )
     t = int(rng.integers(num_frames))
     return FrameSample(render_frame(spec, t), caption, spec)
@@ -948,7 +1096,11 @@ def resolve_workers(workers: int) -> int:
 
 
 def render_all(
-    specs: Sequence[ClipSpec], video_dir: str | os.PathLike, *, fps: int, workers: int = 0,
+    specs: Sequence[ClipSpec],
+    video_dir: str | os.PathLike,
+    *,
+    fps: int,
+    workers: int = 0,
     progress: bool = True,
 ) -> dict[str, str]:
     """Render and encode every clip to ``video_dir/<video_id>.mp4`` with a process pool.
@@ -969,8 +1121,9 @@ def render_all(
     video_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(s, str(video_dir / f"{s.video_id}.mp4"), fps) for s in specs]
     n_workers = min(resolve_workers(workers), max(len(jobs), 1))
-    bar = tqdm(total=len(jobs), desc="render clips", unit="clip", file=sys.stderr, disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(
+        total=len(jobs), desc="render clips", unit="clip", file=sys.stderr, disable=not progress, mininterval=1.0
+    )
     errors: dict[str, str] = {}
     try:
         if n_workers <= 1:
@@ -996,8 +1149,16 @@ def render_all(
 
 
 def plan_world(
-    *, seed: int, n_train: int, n_val: int, n_test: int, num_frames: int = 16, size: int = 64,
-    max_objects: int = 2, game_title_rate: float = 0.08, rare_label_rate: float = 0.01,
+    *,
+    seed: int,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    num_frames: int = 16,
+    size: int = 64,
+    max_objects: int = 2,
+    game_title_rate: float = 0.08,
+    rare_label_rate: float = 0.01,
     world: World = WORLD,
 ) -> list[ClipSpec]:
     """Specs of every clip of every split (train, val, then each open split with ``n_test`` clips)."""
@@ -1005,8 +1166,15 @@ def plan_world(
     specs: list[ClipSpec] = []
     for split in SPLITS:
         specs += plan_split(
-            world, split, sizes[split], seed=seed, size=size, num_frames=num_frames, max_objects=max_objects,
-            game_title_rate=game_title_rate, rare_label_rate=rare_label_rate,
+            world,
+            split,
+            sizes[split],
+            seed=seed,
+            size=size,
+            num_frames=num_frames,
+            max_objects=max_objects,
+            game_title_rate=game_title_rate,
+            rare_label_rate=rare_label_rate,
         )
     return specs
 

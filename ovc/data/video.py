@@ -45,9 +45,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -215,16 +216,18 @@ def read_frames(
     aspect = max(info.width, info.height) / min(info.width, info.height)
     if aspect > MAX_ASPECT_RATIO:
         raise VideoTooLargeError(
-            path, f"aspect ratio {aspect:.0f}:1 of {info.width}x{info.height} frames exceeds {MAX_ASPECT_RATIO:g}:1 "
-            f"(resizing its short side would make huge frames); not a supported video shape"
+            path,
+            f"aspect ratio {aspect:.0f}:1 of {info.width}x{info.height} frames exceeds {MAX_ASPECT_RATIO:g}:1 "
+            f"(resizing its short side would make huge frames); not a supported video shape",
         )
     size = {}
     if image_size is not None:
         w, h = _resize_dims(info.width, info.height, image_size)
         if w * h > max_pixels:  # max_pixels bounds the resized size too, not only the source's
             raise VideoTooLargeError(
-                path, f"{info.width}x{info.height} resized to a short side of {image_size} is {w}x{h} "
-                f"({w * h} pixels), above max_pixels={max_pixels}"
+                path,
+                f"{info.width}x{info.height} resized to a short side of {image_size} is {w}x{h} "
+                f"({w * h} pixels), above max_pixels={max_pixels}",
             )
         size = {"width": w, "height": h}
 
@@ -279,7 +282,9 @@ def _read_frames_pyav(path: str | os.PathLike, pick, size: dict[str, int], decor
     except VideoReadError:
         raise
     except Exception as e:  # PyAV raises av.error.* (InvalidDataError, ...) on undecodable data
-        raise CorruptVideoError(path, f"decoding failed (decord {decord_error}; PyAV {type(e).__name__}: {e})") from None
+        raise CorruptVideoError(
+            path, f"decoding failed (decord {decord_error}; PyAV {type(e).__name__}: {e})"
+        ) from None
     return np.stack([kept[i] for i in idx])  # (F, h, w, 3)
 
 
@@ -288,7 +293,9 @@ def _resize_rgb(frame: np.ndarray, size: dict[str, int]) -> np.ndarray:
     if not size or (frame.shape[1], frame.shape[0]) == (size["width"], size["height"]):
         return frame
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()  # (H, W, 3) -> (1, 3, H, W)
-    x = torch.nn.functional.interpolate(x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nn.functional.interpolate(
+        x, size=(size["height"], size["width"]), mode="bilinear", antialias=True, align_corners=False
+    )
     return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # (1, 3, h, w) -> (h, w, 3)
 
 
@@ -358,9 +365,7 @@ class VideoDataset(Dataset):
         self.errors: list[tuple[str, str]] = []  # (path, message) of every skipped video
 
     @classmethod
-    def from_config(
-        cls, cfg: Any, manifest: str | os.PathLike | pd.DataFrame, train: bool, **kw: Any
-    ) -> "VideoDataset":
+    def from_config(cls, cfg: Any, manifest: str | os.PathLike | pd.DataFrame, train: bool, **kw: Any) -> VideoDataset:
         """Build from ``cfg.reader`` (train -> ``train_sampling``, else ``eval_sampling``)."""
         r = cfg.reader
         return cls(

@@ -23,7 +23,7 @@ Ties in min-F1 are broken by the larger mean F1 across datasets, then the highes
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -97,9 +97,7 @@ def calibrate_threshold(
             continue
         usable[name] = (s, t)
     if not usable:
-        raise CalibrationError(
-            f"no calibration dataset with a positive among {sorted(datasets)} (skipped: {skipped})"
-        )
+        raise CalibrationError(f"no calibration dataset with a positive among {sorted(datasets)} (skipped: {skipped})")
 
     if thresholds is None:
         grid, mode = candidate_thresholds([s for s, _ in usable.values()], max_candidates=max_candidates)

@@ -35,13 +35,55 @@ class Claim:
 
 #: The claims of the paper the offline world can test, with the split built for each.
 PAPER_CLAIMS: tuple[Claim, ...] = (
-    Claim("LLM knowledge reaches new words (§3.1): AUPR(synonyms) / AUPR(base words), same videos", "open_synonyms", "aupr_ratio_novel_known", "ours", "coop"),
-    Claim("LLM knowledge reaches new words (§3.1): synonyms CLIP's text never read", "open_synonyms", "aupr_macro_novel", "ours", "coop"),
-    Claim("LLM knowledge reaches new words (§3.1), vs the class-name prompt", "open_synonyms", "aupr_macro_novel", "ours", "clip_classname"),
-    Claim("Temporal modelling (§3.2): time-reversed twins a frame mean cannot see", "open_temporal", "aupr_macro", "ours", "ours_no_temporal"),
-    Claim("Weight regularisation keeps open-vocabulary ability (§3.2): novel entities vs full fine-tuning", "open_entities", "aupr_macro_novel", "ours", "vificlip"),
-    Claim("Novel actions related to training actions through language", "open_actions_related", "aupr_macro_novel", "ours", "clip_classname"),
-    Claim("Novel unrelated actions (stated hard case: rotating, blinking)", "open_actions", "aupr_macro_novel", "ours", "clip_classname"),
+    Claim(
+        "LLM knowledge reaches new words (§3.1): AUPR(synonyms) / AUPR(base words), same videos",
+        "open_synonyms",
+        "aupr_ratio_novel_known",
+        "ours",
+        "coop",
+    ),
+    Claim(
+        "LLM knowledge reaches new words (§3.1): synonyms CLIP's text never read",
+        "open_synonyms",
+        "aupr_macro_novel",
+        "ours",
+        "coop",
+    ),
+    Claim(
+        "LLM knowledge reaches new words (§3.1), vs the class-name prompt",
+        "open_synonyms",
+        "aupr_macro_novel",
+        "ours",
+        "clip_classname",
+    ),
+    Claim(
+        "Temporal modelling (§3.2): time-reversed twins a frame mean cannot see",
+        "open_temporal",
+        "aupr_macro",
+        "ours",
+        "ours_no_temporal",
+    ),
+    Claim(
+        "Weight regularisation keeps open-vocabulary ability (§3.2): novel entities vs full fine-tuning",
+        "open_entities",
+        "aupr_macro_novel",
+        "ours",
+        "vificlip",
+    ),
+    Claim(
+        "Novel actions related to training actions through language",
+        "open_actions_related",
+        "aupr_macro_novel",
+        "ours",
+        "clip_classname",
+    ),
+    Claim(
+        "Novel unrelated actions (stated hard case: rotating, blinking)",
+        "open_actions",
+        "aupr_macro_novel",
+        "ours",
+        "clip_classname",
+    ),
     Claim("Training adds to the untrained start (ours)", "val", "aupr_macro", "ours", "ours_step0"),
     Claim("Training adds to the untrained start (CoOp*)", "val", "aupr_macro", "coop", "coop_step0"),
 )
@@ -111,7 +153,9 @@ def verdict(method: Mapping[str, Any], baseline: Mapping[str, Any]) -> tuple[flo
     return margin, std, margin > 2 * std
 
 
-def evaluate_claims(cells: Mapping[str, Any], claims: Sequence[Claim] = PAPER_CLAIMS) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def evaluate_claims(
+    cells: Mapping[str, Any], claims: Sequence[Claim] = PAPER_CLAIMS
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Verdicts of ``claims`` on aggregated cells (:func:`aggregate`).
 
     Returns:
@@ -128,12 +172,25 @@ def evaluate_claims(cells: Mapping[str, Any], claims: Sequence[Claim] = PAPER_CL
             skipped.append({"claim": c.claim, "reason": f"no {c.metric} of {', '.join(missing)} on {c.split}"})
             continue
         margin, std, holds = verdict(cm, cb)
-        rows.append({"claim": c.claim, "split": c.split, "metric": c.metric, "method": c.method, "baseline": c.baseline,
-                     "margin": margin, "std": std, "holds": holds, "n_seeds": min(cm["n"], cb["n"])})
+        rows.append(
+            {
+                "claim": c.claim,
+                "split": c.split,
+                "metric": c.metric,
+                "method": c.method,
+                "baseline": c.baseline,
+                "margin": margin,
+                "std": std,
+                "holds": holds,
+                "n_seeds": min(cm["n"], cb["n"]),
+            }
+        )
     return rows, skipped
 
 
-def claims_markdown(rows: Sequence[Mapping[str, Any]], cells: Mapping[str, Any], skipped: Sequence[Mapping[str, str]] = ()) -> str:
+def claims_markdown(
+    rows: Sequence[Mapping[str, Any]], cells: Mapping[str, Any], skipped: Sequence[Mapping[str, str]] = ()
+) -> str:
     """The claims table (values ×100): claim, split, metric, method and baseline mean ± std, margin, 2σ, verdict."""
     lines = [
         "| Claim | Split | Metric | Method (mean ± std) | Baseline (mean ± std) | Margin | 2 × pooled std | Holds |",

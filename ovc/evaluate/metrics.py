@@ -27,7 +27,7 @@ Variants (write which one each reported number is):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -57,9 +57,7 @@ def _label_name(col: int, label_names: Sequence[str] | None) -> str:
     return f"column {col}"
 
 
-def check_inputs(
-    scores, targets, label_names: Sequence[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(scores, targets, label_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert to ``(float64 scores, bool targets)``, both 2-D (videos × labels).
 
     A 1-D input is treated as a single label column.
@@ -412,8 +410,13 @@ def novel_label_metrics(scores, targets, label_names: Sequence[str], known_label
     known_cols = [j for j in range(s.shape[1]) if j not in set(cols)]
     out = {"aupr_macro_known": aupr_macro(s[:, known_cols], t[:, known_cols])[0] if known_cols else float("nan")}
     if not cols:
-        return {**out, "aupr_macro_novel": float("nan"), "aupr_micro_novel": float("nan"), "novel_labels": 0,
-                "novel_labels_with_positives": 0}
+        return {
+            **out,
+            "aupr_macro_novel": float("nan"),
+            "aupr_micro_novel": float("nan"),
+            "novel_labels": 0,
+            "novel_labels_with_positives": 0,
+        }
     macro, n_used = aupr_macro(s[:, cols], t[:, cols])
     return {
         **out,

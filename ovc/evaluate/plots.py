@@ -13,8 +13,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -121,7 +121,7 @@ def _new_axes():
 
 
 def plot_f1_vs_threshold(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
     calibrated_threshold: float | None,
     out_png,
     title: str | None = None,
@@ -138,8 +138,13 @@ def plot_f1_vs_threshold(
     for name, (thr, f1) in curves.items():
         ax.plot(np.asarray(thr, dtype=float), np.asarray(f1, dtype=float), label=name, linewidth=1.6)
     if calibrated_threshold is not None and np.isfinite(calibrated_threshold):
-        ax.axvline(float(calibrated_threshold), color="grey", linestyle="-", linewidth=1.2,
-                   label=f"calibrated ({calibrated_threshold:.3g})")
+        ax.axvline(
+            float(calibrated_threshold),
+            color="grey",
+            linestyle="-",
+            linewidth=1.2,
+            label=f"calibrated ({calibrated_threshold:.3g})",
+        )
     ax.set_xlabel("threshold")
     ax.set_ylabel("F1")
     ax.set_ylim(0, 1)
@@ -166,8 +171,13 @@ def plot_pr_curves(
     fig, ax = _new_axes()
     for name, (precision, recall) in curves.items():
         label = name if not aupr or name not in aupr else f"{name} (AUPR {100 * aupr[name]:.1f})"
-        ax.step(np.asarray(recall, dtype=float), np.asarray(precision, dtype=float), where="post",
-                label=label, linewidth=1.4)
+        ax.step(
+            np.asarray(recall, dtype=float),
+            np.asarray(precision, dtype=float),
+            where="post",
+            label=label,
+            linewidth=1.4,
+        )
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)

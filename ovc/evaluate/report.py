@@ -27,8 +27,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -207,15 +208,24 @@ def results_markdown(
         parts.append(f"{'#' * heading_level} {title}, ×100\n\n{table_to_markdown(df)}")
     thr = metrics.get("calibrated_threshold") if isinstance(metrics, Mapping) else None
     if thr is not None:
-        parts.append(f"Calibrated global threshold (max of the minimum validation F1, paper §4.5): "
-                     f"`{float(thr):.4g}`\n")
+        parts.append(
+            f"Calibrated global threshold (max of the minimum validation F1, paper §4.5): `{float(thr):.4g}`\n"
+        )
     return "\n".join(parts)
 
 
 def write_results_tables(
     metrics: Mapping,
     out_dir,
-    metric_names: Sequence[str] = ("aupr_macro", "aupr_macro_novel", "aupr_macro_known", "aupr_micro", "aupr_micro_novel", "peak_f1_micro", "peak_f1_macro"),
+    metric_names: Sequence[str] = (
+        "aupr_macro",
+        "aupr_macro_novel",
+        "aupr_macro_known",
+        "aupr_micro",
+        "aupr_micro_novel",
+        "peak_f1_micro",
+        "peak_f1_macro",
+    ),
     display_names: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``results_<metric>.csv`` / ``.md`` per metric and a combined ``results.md``.

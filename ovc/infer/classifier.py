@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # used when a version has no stored threshold
-ThresholdArg = Union[str, float, None]
+ThresholdArg = str | float | None
 
 
 @dataclass
@@ -63,9 +63,7 @@ class Result:
         return asdict(self)
 
 
-def label_thresholds(
-    engine: Engine, model_version: str, vocab: str, labels: Sequence[str]
-) -> np.ndarray | None:
+def label_thresholds(engine: Engine, model_version: str, vocab: str, labels: Sequence[str]) -> np.ndarray | None:
     """Per-label calibrated thresholds, most specific scope first (one query); None if none stored.
 
     Order of precedence per label: threshold of the label inside ``vocab`` > the label's threshold in
@@ -186,10 +184,16 @@ class Classifier:
         if not labels:
             log.warning("vocabulary %r is empty: every video gets no label", vocab)
         clf = cls(
-            model, vocab, labels, matrix, kinds, thresholds,
+            model,
+            vocab,
+            labels,
+            matrix,
+            kinds,
+            thresholds,
             batch_size=batch_size or cfg.classify.batch_size,
             decode_workers=cfg.classify.decode_workers if decode_workers is None else decode_workers,
-            window_s=cfg.segments.window_s, stride_s=cfg.segments.stride_s,
+            window_s=cfg.segments.window_s,
+            stride_s=cfg.segments.stride_s,
         )
         clf.vocab_version = vocab_version
         return clf
@@ -202,7 +206,11 @@ class Classifier:
 
         if self._dense is None:
             m = self.scorer.matrix
-            m = m if isinstance(m, np.ndarray) and m.flags.writeable and m.dtype == np.float32 else np.array(m, dtype=np.float32)
+            m = (
+                m
+                if isinstance(m, np.ndarray) and m.flags.writeable and m.dtype == np.float32
+                else np.array(m, dtype=np.float32)
+            )
             self._dense = torch.from_numpy(np.ascontiguousarray(m)).to(getattr(self.model, "device", "cpu"))
         return self._dense
 
@@ -294,10 +302,16 @@ class Classifier:
         return out
 
     def _rows(self, cols: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
-        return [{"label": self.labels[c], "score": float(p), "kind": self.kinds[c]} for c, p in zip(cols.tolist(), probs.tolist())]
+        return [
+            {"label": self.labels[c], "score": float(p), "kind": self.kinds[c]}
+            for c, p in zip(cols.tolist(), probs.tolist())
+        ]
 
     def classify_embeddings(
-        self, video_embeddings: np.ndarray | torch.Tensor, top_k: int | None = None, threshold: ThresholdArg = "calibrated"
+        self,
+        video_embeddings: np.ndarray | torch.Tensor,
+        top_k: int | None = None,
+        threshold: ThresholdArg = "calibrated",
     ) -> list[list[dict[str, Any]]]:
         """Labels per video embedding row.
 
@@ -328,7 +342,7 @@ class Classifier:
         c = self.scorer.candidates(v, s_thr, top_k)
         probs = torch.sigmoid(torch.from_numpy(c.logits) / self.model.tau).numpy()
         rows, cols, logits = c.rows, c.cols, c.logits
-        if thr is not None:
+        if thr is not None and s_thr is not None:
             keep = (logits >= s_thr[cols]) & (probs >= thr[cols])  # as select_batch: logit pre-test, exact p test
             rows, cols, logits, probs = rows[keep], cols[keep], logits[keep], probs[keep]
         out: list[list[dict[str, Any]]] = []
@@ -422,7 +436,9 @@ class Classifier:
         check_window(window_s, stride_s)
         thr = self._thresholds(threshold)
         if thr is None:
-            raise ValueError("segments need a threshold ('calibrated' or a number): a label's interval is where it passes")
+            raise ValueError(
+                "segments need a threshold ('calibrated' or a number): a label's interval is where it passes"
+            )
         r = self.model.cfg.reader
         results = []
         disable = (None if len(videos) > 1 else True) if progress is None else not progress
@@ -436,8 +452,9 @@ class Classifier:
                 scores = []
                 for b in range(0, len(starts), self.batch_size):  # bounded memory on long videos
                     chunk = idx[b : b + self.batch_size]
-                    frames = read_frames(v, r.num_frames, r.image_size, max_pixels=r.max_pixels,
-                                         indices=chunk.reshape(-1).tolist())  # (w*F, 3, H, W)
+                    frames = read_frames(
+                        v, r.num_frames, r.image_size, max_pixels=r.max_pixels, indices=chunk.reshape(-1).tolist()
+                    )  # (w*F, 3, H, W)
                     frames = frames.reshape(len(chunk), r.num_frames, *frames.shape[1:])  # -> (w, F, 3, H, W)
                     scores.append(self.scores(self.model.embed_frames(frames)))  # (w, L)
             except VideoReadError as e:
@@ -449,8 +466,12 @@ class Classifier:
             res.duration = round(timing.duration, 3)
             res.windows = len(starts)
             res.segments = merge_windows(
-                np.concatenate(scores) if scores else np.zeros((0, len(self.labels)), np.float32), starts,
-                window_s=window_s, duration=timing.duration, thresholds=thr, labels=self.labels,
+                np.concatenate(scores) if scores else np.zeros((0, len(self.labels)), np.float32),
+                starts,
+                window_s=window_s,
+                duration=timing.duration,
+                thresholds=thr,
+                labels=self.labels,
             )
         return results
 
@@ -474,7 +495,11 @@ def _load_vocabulary(
             raise
     log.info("vocabulary %r: embedding labels that have no embedding for %s yet", vocab, info.name)
     res = add_labels(
-        engine, vocab, list_labels(engine, vocab), model.encode_labels, info.name,
+        engine,
+        vocab,
+        list_labels(engine, vocab),
+        model.encode_labels,
+        info.name,
         max_label_chars=cfg.registry.max_label_chars,
     )
     log.info("vocabulary %r: %d label(s) embedded for %s", vocab, res.encoded + res.reused, info.name)

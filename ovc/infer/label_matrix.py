@@ -103,8 +103,13 @@ class LabelMatrix:
             uses the dense fp32 product.
     """
 
-    def __init__(self, matrix: np.ndarray, q: np.ndarray | None = None, scale: np.ndarray | None = None,
-                 err: np.ndarray | None = None):
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        q: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+        err: np.ndarray | None = None,
+    ):
         if matrix.ndim != 2:
             raise ValueError(f"label matrix must be (L, D), got {matrix.shape}")
         self.matrix = matrix
@@ -146,7 +151,7 @@ class LabelMatrix:
 
     def bounds(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(approx (B, L), radius (B, L)): exact logit ∈ [approx - radius, approx + radius]."""
-        if self.q is None or not have_kernel():
+        if self.q is None or self.scale is None or self.err is None or not have_kernel():
             raise RuntimeError("bounds() needs the int8 copy and numba")
         approx = np.empty((v.shape[0], self.matrix.shape[0]), dtype=np.float32)
         _KERNEL(self.q, self.scale, v, approx)
@@ -232,14 +237,18 @@ def resolve_cache_dir(setting: str) -> Path | None:
     return Path(setting).expanduser() if setting.strip() else default_cache_dir()
 
 
-def save_entry(path: Path, labels: Sequence[str], kinds: Sequence[str | None], lm: LabelMatrix, meta: dict[str, Any]) -> None:
+def save_entry(
+    path: Path, labels: Sequence[str], kinds: Sequence[str | None], lm: LabelMatrix, meta: dict[str, Any]
+) -> None:
     """Write a cache entry into a temp dir next to ``path`` and rename it into place (never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        (tmp / "labels.json").write_text(json.dumps({"labels": list(labels), "kinds": list(kinds), **meta}, ensure_ascii=False))
+        (tmp / "labels.json").write_text(
+            json.dumps({"labels": list(labels), "kinds": list(kinds), **meta}, ensure_ascii=False)
+        )
         np.save(tmp / "matrix.npy", np.ascontiguousarray(lm.matrix, dtype=np.float32))
-        if lm.q is not None:
+        if lm.q is not None and lm.scale is not None and lm.err is not None:  # the int8 copy comes whole
             np.save(tmp / "q.npy", lm.q)
             np.save(tmp / "scale.npy", lm.scale)
             np.save(tmp / "err.npy", lm.err)
@@ -289,7 +298,9 @@ def load_cached(
 
     vv = vocabulary_version(engine, vocab)
     mv = model_version
-    model_key = f"{engine.url.render_as_string(hide_password=True)}|{mv.name}|{mv.checkpoint_digest}|{mv.encoder_digest}"
+    model_key = (
+        f"{engine.url.render_as_string(hide_password=True)}|{mv.name}|{mv.checkpoint_digest}|{mv.encoder_digest}"
+    )
     entry = _entry_dir(Path(cache_dir), model_key, vocab, vv) if cache_dir else None
     if entry is not None and entry.exists():
         got = load_entry(entry)
@@ -299,7 +310,9 @@ def load_cached(
     lm = LabelMatrix.build(matrix)
     if entry is not None:
         try:
-            save_entry(entry, labels, kinds, lm, {"model_version": mv.name, "vocabulary": vocab, "vocabulary_version": vv})
+            save_entry(
+                entry, labels, kinds, lm, {"model_version": mv.name, "vocabulary": vocab, "vocabulary_version": vv}
+            )
         except OSError as e:  # a read-only cache dir only costs speed
             log.warning("cannot write the label-matrix cache %s: %s", entry, e)
     return labels, kinds, lm, vv

@@ -134,7 +134,16 @@ def make_partitions(videos: Sequence[str], size: int) -> list[Partition]:
 
 SETTINGS_FILE = "settings.json"
 # what the rows of OUT depend on: a re-run into OUT must match them, or skipped partitions would mix results
-SETTINGS_KEYS = ("model_version", "vocabulary", "vocabulary_version", "threshold", "top_k", "segments", "window_s", "stride_s")
+SETTINGS_KEYS = (
+    "model_version",
+    "vocabulary",
+    "vocabulary_version",
+    "threshold",
+    "top_k",
+    "segments",
+    "window_s",
+    "stride_s",
+)
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -152,10 +161,16 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise PredictError(f"{path}: unreadable ({e}); delete it (and {out}) to start over") from None
-        diff = [f"{k} {old.get(k)!r} (this run: {settings.get(k)!r})" for k in SETTINGS_KEYS if old.get(k) != settings.get(k)]
+        diff = [
+            f"{k} {old.get(k)!r} (this run: {settings.get(k)!r})"
+            for k in SETTINGS_KEYS
+            if old.get(k) != settings.get(k)
+        ]
         if diff:
-            raise PredictError(f"{out} holds predictions made with {', '.join(diff)}: a resume must use the same "
-                               f"settings; choose another --out, or delete {out} to start over")
+            raise PredictError(
+                f"{out} holds predictions made with {', '.join(diff)}: a resume must use the same "
+                f"settings; choose another --out, or delete {out} to start over"
+            )
         return
     atomic_write_json(path, {k: settings.get(k) for k in SETTINGS_KEYS})
 
@@ -184,8 +199,14 @@ def done_partitions(out: Path) -> set[str]:
 # --------------------------------------------------------------------------------------------------
 # Stage 1: decode (CPU tasks)
 # --------------------------------------------------------------------------------------------------
-def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: float, stride_s: float,
-                segments: bool, max_clips: int = 16) -> Iterator[dict[str, np.ndarray]]:
+def decode_rows(
+    batch: dict[str, np.ndarray],
+    reader: dict[str, Any],
+    window_s: float,
+    stride_s: float,
+    segments: bool,
+    max_clips: int = 16,
+) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data UDF: rows (partition, video) -> one row per clip (whole video or window) with frames.
 
     A generator: it yields batches of ``max_clips`` clips (the last one fewer), and decodes a long video's windows
@@ -205,7 +226,9 @@ def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: 
     keys = ("partition", "video", "n_clips", "start", "end", "frames", "error", "decode_s")
     out: dict[str, list[Any]] = {k: [] for k in keys}
 
-    def add(part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str, sec: float) -> None:
+    def add(
+        part: int, video: str, n: int, start: float, end: float, frames: np.ndarray, error: str, sec: float
+    ) -> None:
         for k, v in zip(keys, (part, video, n, start, end, frames, error, sec)):
             out[k].append(v)
 
@@ -228,16 +251,18 @@ def decode_rows(batch: dict[str, np.ndarray], reader: dict[str, Any], window_s: 
                 for a in range(0, n, max_clips):
                     t1 = time.perf_counter()
                     chunk = idx[a : a + max_clips]
-                    frames = read_frames(video, f, size, max_pixels=reader["max_pixels"], indices=chunk.reshape(-1).tolist())
-                    frames = frames.reshape(len(chunk), f, *frames.shape[1:]).numpy()  # (w*F, 3, H, W) -> (w, F, 3, H, W)
+                    flat = read_frames(
+                        video, f, size, max_pixels=reader["max_pixels"], indices=chunk.reshape(-1).tolist()
+                    )
+                    frames = flat.reshape(len(chunk), f, *flat.shape[1:]).numpy()  # (w*F, 3, H, W) -> (w, F, 3, H, W)
                     sec = (time.perf_counter() - t1) / len(chunk)
                     for w, s in enumerate(starts[a : a + max_clips].tolist()):
                         add(part, video, n, s, min(s + window_s, timing.duration), frames[w], "", sec)
                         emitted += 1
                         yield from flush()
             else:
-                frames = read_frames(video, f, size, sampling="uniform", max_pixels=reader["max_pixels"]).numpy()
-                add(part, video, 1, float("nan"), float("nan"), frames, "", time.perf_counter() - t0)
+                clip = read_frames(video, f, size, sampling="uniform", max_pixels=reader["max_pixels"]).numpy()
+                add(part, video, 1, float("nan"), float("nan"), clip, "", time.perf_counter() - t0)
                 emitted = 1
         except Exception as e:  # noqa: BLE001 - an unreadable video is an error row, the run goes on
             msg = str(e) if video in str(e) else f"{video}: {type(e).__name__}: {e}"
@@ -313,8 +338,14 @@ def _write_parquet(df: Any, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"video": pa.string(), "label": pa.string(), "error": pa.string(), "score": pa.float32(),
-             "start": pa.float64(), "end": pa.float64()}
+    types = {
+        "video": pa.string(),
+        "label": pa.string(),
+        "error": pa.string(),
+        "score": pa.float32(),
+        "start": pa.float64(),
+        "end": pa.float64(),
+    }
     schema = pa.schema([(c, types[c]) for c in df.columns])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -326,8 +357,9 @@ def _write_parquet(df: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def write_partition(out: Path, part: Partition, rows: list[dict[str, Any]], segments: bool,
-                    window_s: float) -> tuple[int, int, int]:
+def write_partition(
+    out: Path, part: Partition, rows: list[dict[str, Any]], segments: bool, window_s: float
+) -> tuple[int, int, int]:
     """Write one partition (errors first, predictions last = the "done" marker); (classified, errors, rows)."""
     import pandas as pd
 
@@ -376,8 +408,18 @@ def init_ray(num_cpus: int, min_cpus: int = 1) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-                                      "XDG_CACHE_HOME", "OVC_REGISTRY_URL", "PYTHONPATH") if k in os.environ}
+    env = {
+        k: os.environ[k]
+        for k in (
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "TOKENIZERS_PARALLELISM",
+            "XDG_CACHE_HOME",
+            "OVC_REGISTRY_URL",
+            "PYTHONPATH",
+        )
+        if k in os.environ
+    }
     address = os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False, "log_to_driver": False}
     if not address:
@@ -432,7 +474,9 @@ def predict(
         except (TypeError, ValueError):
             x = float("nan")
         if not 0.0 <= x <= 1.0:  # also NaN
-            raise PredictError(f"threshold must be 'calibrated', None or a number in [0, 1] (scores are probabilities), got {threshold!r}")
+            raise PredictError(
+                f"threshold must be 'calibrated', None or a number in [0, 1] (scores are probabilities), got {threshold!r}"
+            )
         threshold = x
     t_start = time.perf_counter()
     out = Path(out).resolve()
@@ -440,7 +484,7 @@ def predict(
     workers = workers or pc.workers
     url = resolve_url(cfg, url=registry_url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())  # workers run elsewhere
+        url = "sqlite:///" + str(Path(url[len("sqlite:///") :]).resolve())  # workers run elsewhere
     videos = list_videos(source)
     parts = make_partitions(videos, pc.partition_size)
     done = done_partitions(out)
@@ -452,11 +496,30 @@ def predict(
         vv = vocabulary_version(engine, vocab)
         load_embedding_matrix(engine, vocab, info.name)  # fail fast: unknown vocabulary / labels not embedded
         thr_text = "none" if threshold is None else str(threshold)
-        check_settings(out, {"model_version": info.name, "vocabulary": vocab, "vocabulary_version": vv, "threshold": thr_text,
-                             "top_k": top_k, "segments": segments, "window_s": cfg.segments.window_s if segments else None,
-                             "stride_s": cfg.segments.stride_s if segments else None})
-        summary = PredictSummary(uuid.uuid4().hex[:16], info.name, vocab, vv, thr_text, str(out), videos=len(videos),
-                                 partitions=len(parts), partitions_skipped=len(parts) - len(todo))
+        check_settings(
+            out,
+            {
+                "model_version": info.name,
+                "vocabulary": vocab,
+                "vocabulary_version": vv,
+                "threshold": thr_text,
+                "top_k": top_k,
+                "segments": segments,
+                "window_s": cfg.segments.window_s if segments else None,
+                "stride_s": cfg.segments.stride_s if segments else None,
+            },
+        )
+        summary = PredictSummary(
+            uuid.uuid4().hex[:16],
+            info.name,
+            vocab,
+            vv,
+            thr_text,
+            str(out),
+            videos=len(videos),
+            partitions=len(parts),
+            partitions_skipped=len(parts) - len(todo),
+        )
         start_run(engine, summary.run_id, info.name, vocab, vv, thr_text, source, str(out))
     finally:
         engine.dispose()
@@ -479,8 +542,21 @@ def predict(
     return summary
 
 
-def _run_ray(todo: list[Partition], summary: PredictSummary, out: Path, cfg: Config, url: str, info: Any, vocab: str,
-             threshold: Any, top_k: int | None, segments: bool, workers: int, progress: bool, tqdm: Any) -> None:
+def _run_ray(
+    todo: list[Partition],
+    summary: PredictSummary,
+    out: Path,
+    cfg: Config,
+    url: str,
+    info: Any,
+    vocab: str,
+    threshold: Any,
+    top_k: int | None,
+    segments: bool,
+    workers: int,
+    progress: bool,
+    tqdm: Any,
+) -> None:
     import functools
 
     import ray
@@ -490,19 +566,45 @@ def _run_ray(todo: list[Partition], summary: PredictSummary, out: Path, cfg: Con
     pc = cfg.predict
     init_ray(pc.num_cpus, min_cpus=workers + pc.decode_tasks)
     gpus = ray.cluster_resources().get("GPU", 0) if pc.use_gpu else 0
-    loader = functools.partial(registry_classifier, url, info.name, vocab, "cuda" if gpus else "cpu", cfg.classify.label_cache_dir)
+    loader = functools.partial(
+        registry_classifier, url, info.name, vocab, "cuda" if gpus else "cpu", cfg.classify.label_cache_dir
+    )
     r = config_from_params((info.params or {}).get("config", {})).reader  # decode like the model was evaluated
     reader = {"num_frames": r.num_frames, "image_size": r.image_size, "max_pixels": r.max_pixels}
-    counts = run_collection(todo, out, loader, reader, cfg, threshold=threshold, top_k=top_k, segments=segments,
-                            workers=workers, gpus=bool(gpus), progress=progress, tqdm=tqdm)
+    counts = run_collection(
+        todo,
+        out,
+        loader,
+        reader,
+        cfg,
+        threshold=threshold,
+        top_k=top_k,
+        segments=segments,
+        workers=workers,
+        gpus=bool(gpus),
+        progress=progress,
+        tqdm=tqdm,
+    )
     for k in ("partitions_written", "classified", "errors", "rows"):
         setattr(summary, k, counts[k])
     summary.timings = counts["timings"]
 
 
-def run_collection(todo: list[Partition], out: Path | None, loader: Any, reader: dict[str, Any], cfg: Config, *,
-                   threshold: Any, top_k: int | None, segments: bool, workers: int, gpus: bool = False,
-                   progress: bool = False, tqdm: Any = None) -> dict[str, Any]:
+def run_collection(
+    todo: list[Partition],
+    out: Path | None,
+    loader: Any,
+    reader: dict[str, Any],
+    cfg: Config,
+    *,
+    threshold: Any,
+    top_k: int | None,
+    segments: bool,
+    workers: int,
+    gpus: bool = False,
+    progress: bool = False,
+    tqdm: Any = None,
+) -> dict[str, Any]:
     """The Ray Data pipeline over ``todo`` partitions (Ray already initialised); writes each partition
     to ``out`` as it completes (``out=None``: nothing written, for benchmarks). Returns counts and the
     summed per-clip task seconds ``timings`` {decode_s, encode_s, score_s}."""
@@ -510,17 +612,30 @@ def run_collection(todo: list[Partition], out: Path | None, loader: Any, reader:
 
     pc = cfg.predict
     items = [{"partition": p.index, "video": v} for p in todo for v in p.videos]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), len(todo) * 4)))
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), len(todo) * 4)))
     ds = ds.map_batches(
-        decode_rows, batch_size=pc.decode_batch_size, compute=ray.data.TaskPoolStrategy(size=pc.decode_tasks),
-        fn_kwargs={"reader": reader, "window_s": cfg.segments.window_s, "stride_s": cfg.segments.stride_s, "segments": segments,
-                   "max_clips": pc.batch_size},
+        decode_rows,  # type: ignore[arg-type]  # Ray's stub has no room for fn_kwargs' extra parameters batch_size=pc.decode_batch_size, compute=ray.data.TaskPoolStrategy(size=pc.decode_tasks),
+        fn_kwargs={
+            "reader": reader,
+            "window_s": cfg.segments.window_s,
+            "stride_s": cfg.segments.stride_s,
+            "segments": segments,
+            "max_clips": pc.batch_size,
+        },
         num_cpus=1,
     )
     ds = ds.map_batches(
-        EmbedScore, batch_size=pc.batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_kwargs={"loader": loader, "threshold": threshold, "top_k": top_k, "torch_threads": pc.torch_threads},
-        num_gpus=1 if gpus else 0, num_cpus=1,
+        EmbedScore,
+        batch_size=pc.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        fn_constructor_kwargs={
+            "loader": loader,
+            "threshold": threshold,
+            "top_k": top_k,
+            "torch_threads": pc.torch_threads,
+        },
+        num_gpus=1 if gpus else 0,
+        num_cpus=1,
     )
     by_index = {p.index: p for p in todo}
     pending: dict[int, list[dict[str, Any]]] = {p.index: [] for p in todo}

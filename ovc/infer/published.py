@@ -135,7 +135,11 @@ def config_from_params(data: dict[str, Any]) -> Config:
                 continue
             tp = hints[k]
             # cast: is_dataclass narrows the hint to a DataclassInstance union; it is always a class here
-            out[k] = prune(typing.cast(type, tp), v, f"{where}{k}.") if dataclasses.is_dataclass(tp) and isinstance(v, dict) else v
+            out[k] = (
+                prune(typing.cast(type, tp), v, f"{where}{k}.")
+                if dataclasses.is_dataclass(tp) and isinstance(v, dict)
+                else v
+            )
         return out
 
     return config_from_dict(prune(Config, dict(data), ""))
@@ -265,8 +269,9 @@ class PublishedModel:
         if len(paths) == 0:
             return
         window = max(prefetch or 4 * workers, 1)
-        loader = ClipLoader.from_config(self.cfg, [str(p) for p in paths], stage="classify", num_workers=workers,
-                                        device=self.device)
+        loader = ClipLoader.from_config(
+            self.cfg, [str(p) for p in paths], stage="classify", num_workers=workers, device=self.device
+        )
         loader.prefetch = max(1, window // max(workers, 1))
         for batch in loader.batches([[i] for i in range(len(paths))]):  # one clip per item: yields keep input order
             for f in batch.failures:
@@ -292,7 +297,7 @@ class PublishedModel:
             if err is not None:
                 errors.append((i, err))
                 log.info("skipping %s", err)
-            else:
+            elif frames is not None:  # iter_decoded yields frames exactly when there is no error
                 idx.append(i)
                 clips.append(frames)
             if len(clips) == batch_size:
@@ -309,9 +314,13 @@ class PublishedModel:
         import torch
 
         if isinstance(videos, torch.Tensor):
-            emb = np.concatenate(
-                [self.embed_frames(videos[i : i + batch_size]) for i in range(0, len(videos), batch_size)]
-            ) if len(videos) else np.zeros((0, self.embed_dim), np.float32)
+            emb = (
+                np.concatenate(
+                    [self.embed_frames(videos[i : i + batch_size]) for i in range(0, len(videos), batch_size)]
+                )
+                if len(videos)
+                else np.zeros((0, self.embed_dim), np.float32)
+            )
             return VideoEmbeddings([f"frames[{i}]" for i in range(len(videos))], emb, [None] * len(videos))
         paths = [str(p) for p in videos]
         out = np.full((len(paths), self.embed_dim), np.nan, dtype=np.float32)
@@ -381,7 +390,9 @@ def build_published(
     else:
         pretrained = arts.get("clip_pretrained", "")
         if not pretrained:
-            raise PublishedModelError(f"model version {info.name!r}: no CLIP artifact and no clip_pretrained tag stored")
+            raise PublishedModelError(
+                f"model version {info.name!r}: no CLIP artifact and no clip_pretrained tag stored"
+            )
     clip = create_clip(dataclasses.replace(cfg.clip, pretrained=pretrained), device=device)
     method = create_method(method_name, clip, cfg)
 
@@ -444,4 +455,3 @@ def load_published(
         if own:
             engine.dispose()
     return build_published(info, device=device, artifacts_dir=artifacts_dir, verify_encoder=verify_encoder)
-

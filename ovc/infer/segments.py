@@ -138,12 +138,14 @@ def merge_windows(
         # runs of consecutive passing windows: +1 where a run starts, -1 one past where it ends
         edges = np.diff(np.concatenate([[0], p.astype(np.int8), [0]]))
         for a, b in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
-            out.append({
-                "label": labels[col],
-                "start": round(float(lo[a]), decimals),
-                "end": round(float(hi[b - 1]), decimals),
-                "score": float(scores[a:b, col].max()),
-            })
+            out.append(
+                {
+                    "label": labels[col],
+                    "start": round(float(lo[a]), decimals),
+                    "end": round(float(hi[b - 1]), decimals),
+                    "score": float(scores[a:b, col].max()),
+                }
+            )
     out.sort(key=lambda s: (s["start"], -s["score"], s["label"]))
     return out
 
@@ -182,7 +184,9 @@ def video_timing(path: str | os.PathLike) -> VideoTiming:
             frames, fps = len(vr), float(vr.get_avg_fps())
             del vr
         except Exception as e2:  # noqa: BLE001
-            raise CorruptVideoError(path, f"cannot read the container ({pyav_error}; decord: {type(e2).__name__})") from None
+            raise CorruptVideoError(
+                path, f"cannot read the container ({pyav_error}; decord: {type(e2).__name__})"
+            ) from None
     if frames <= 0 or not fps > 0:
         raise EmptyVideoError(path, f"no frame count / frame rate in the container (frames={frames}, fps={fps})")
     return VideoTiming(frames, fps)

@@ -74,6 +74,10 @@ def multihead_attention(mha: nn.MultiheadAttention, query: torch.Tensor, key_val
 def _lean_ok(mha: nn.MultiheadAttention) -> bool:
     """Whether the lean path covers this module (otherwise its own forward runs)."""
     return bool(
-        mha.batch_first and mha._qkv_same_embed_dim and mha.bias_k is None and mha.bias_v is None
-        and not mha.add_zero_attn and mha.in_proj_weight is not None
+        mha.batch_first
+        and mha._qkv_same_embed_dim
+        and mha.bias_k is None
+        and mha.bias_v is None
+        and not mha.add_zero_attn
+        and mha.in_proj_weight is not None
     )

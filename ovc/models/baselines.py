@@ -84,9 +84,13 @@ class PromptLabelEncoder(nn.Module):
         """(n labels) -> (n, D) unit-norm label embeddings."""
         per_label = [self.prompts_for(label) for label in labels]
         prompts = [p for ps in per_label for p in ps]
-        owner = torch.tensor([i for i, ps in enumerate(per_label) for _ in ps], device=self.clip.model.token_embedding.weight.device)
+        owner = torch.tensor(
+            [i for i, ps in enumerate(per_label) for _ in ps], device=self.clip.model.token_embedding.weight.device
+        )
         feats = self.clip.encode_text(self.clip.tokenize(prompts), normalize=True, trim=True)  # (n_prompts, D)
-        pooled = feats.new_zeros(len(labels), feats.shape[1]).index_add(0, owner, feats)  # (n_prompts, D) -> (n, D) sums
+        pooled = feats.new_zeros(len(labels), feats.shape[1]).index_add(
+            0, owner, feats
+        )  # (n_prompts, D) -> (n, D) sums
         return F.normalize(pooled, dim=-1)  # the mean's direction; the count cancels under the norm
 
 
@@ -121,8 +125,11 @@ class FixedAttributeLabelEncoder(PromptLabelEncoder):
         attrs = self.attributes.get(label, [])
         if not attrs and label not in self.missing:
             if not self.missing:
-                log.warning("clip_fixed_attributes: label %r has no attributes; using its class-name prompt alone "
-                            "(further labels without attributes are counted in .missing, not logged)", label)
+                log.warning(
+                    "clip_fixed_attributes: label %r has no attributes; using its class-name prompt alone "
+                    "(further labels without attributes are counted in .missing, not logged)",
+                    label,
+                )
             self.missing.add(label)
         return prompts + [self.attribute_template.replace("{label}", label).replace("{attribute}", a) for a in attrs]
 
@@ -148,13 +155,17 @@ class ContextPromptLabelEncoder(nn.Module):
             if len(words) == n_ctx:
                 ctx = words  # (M, W)
             else:
-                log.warning("ctx_init %r is %d CLIP tokens, not n_ctx=%d: random context init", init_words, len(words), n_ctx)
+                log.warning(
+                    "ctx_init %r is %d CLIP tokens, not n_ctx=%d: random context init", init_words, len(words), n_ctx
+                )
         self.ctx = nn.Parameter(ctx)
 
     def forward(self, labels: list[str]) -> torch.Tensor:
         """(n labels) -> (n, D) unit-norm label embeddings."""
         tokens = self.clip.tokenize([f"{label}." for label in labels])  # (n, ctx)
-        return self.clip.encode_text(tokens, soft_prompts=self.ctx, normalize=True, trim=True)  # (M, W) broadcast over n
+        return self.clip.encode_text(
+            tokens, soft_prompts=self.ctx, normalize=True, trim=True
+        )  # (M, W) broadcast over n
 
 
 class DualContextLabelEncoder(nn.Module):

@@ -43,7 +43,14 @@ OVC_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     # Tiny ViT for the offline synthetic world (64x64 frames); bootstrapped by `bootstrap_clip`.
     "ovc-vit-tiny": {
         "embed_dim": 128,
-        "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 192, "layers": 6, "head_width": 64, "mlp_ratio": 4.0},
+        "vision_cfg": {
+            "image_size": 64,
+            "patch_size": 8,
+            "width": 192,
+            "layers": 6,
+            "head_width": 64,
+            "mlp_ratio": 4.0,
+        },
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
     },
     # Bootstrapped by `bootstrap_clip` (the offline default; a ViT, since the temporal branch reads
@@ -51,7 +58,14 @@ OVC_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     # 4 layers, width 128, patch 8: ~60 GFLOP per batch-128 step (ovc-vit-tiny: ~150).
     "ovc-vit-mini": {
         "embed_dim": 128,
-        "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 64, "mlp_ratio": 4.0},
+        "vision_cfg": {
+            "image_size": 64,
+            "patch_size": 8,
+            "width": 128,
+            "layers": 4,
+            "head_width": 64,
+            "mlp_ratio": 4.0,
+        },
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
     },
     # patch 4 (256 patches), narrow: ~60 GFLOP per batch-128 step.
@@ -142,7 +156,7 @@ class ClipModel(nn.Module):
         self.image_std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
 
     # ------------------------------------------------------------------ freezing
-    def lock(self) -> "ClipModel":
+    def lock(self) -> ClipModel:
         """Freeze every CLIP parameter and keep CLIP in eval mode even under a parent's ``.train()``."""
         for p in self.model.parameters():
             p.requires_grad = False
@@ -150,7 +164,7 @@ class ClipModel(nn.Module):
         self.model.eval()
         return self
 
-    def train(self, mode: bool = True) -> "ClipModel":
+    def train(self, mode: bool = True) -> ClipModel:
         super().train(mode)
         if self._locked:
             self.model.eval()  # frozen CLIP never runs patch dropout / dropout
@@ -223,7 +237,9 @@ class ClipModel(nn.Module):
                 soft_prompts = soft_prompts.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (P, W) -> (B, P, W)
             B, P, W = soft_prompts.shape
             if B != tokens.shape[0] or W != self.text_width:
-                raise ValueError(f"soft_prompts {tuple(soft_prompts.shape)} do not match tokens {tuple(tokens.shape)} / width {self.text_width}")
+                raise ValueError(
+                    f"soft_prompts {tuple(soft_prompts.shape)} do not match tokens {tuple(tokens.shape)} / width {self.text_width}"
+                )
             if P > ctx - 2:
                 raise ValueError(f"{P} soft prompts leave no room for SOT/EOT in context length {ctx}")
             tail = tokens[:, 1 : ctx - P].clone()  # (B, ctx-1-P): original positions 1.. shifted by P
@@ -233,8 +249,11 @@ class ClipModel(nn.Module):
                 tail[rows, -1] = tokens[rows, eot[rows]]
             eot = torch.clamp(eot + P, max=ctx - 1)
             x = torch.cat(
-                [m.token_embedding(tokens[:, :1].to(device)), soft_prompts.to(m.token_embedding.weight.dtype),
-                 m.token_embedding(tail.to(device))],
+                [
+                    m.token_embedding(tokens[:, :1].to(device)),
+                    soft_prompts.to(m.token_embedding.weight.dtype),
+                    m.token_embedding(tail.to(device)),
+                ],
                 dim=1,
             )  # (B, 1 + P + ctx-1-P, W) = (B, ctx, W)
         cast_dtype = m.transformer.get_cast_dtype()
@@ -298,11 +317,15 @@ def _load_model(model_name: str, pretrained: str, precision: str, device: str | 
     if pretrained.startswith(LOCAL_DIR_PREFIX):
         path = Path(pretrained[len(LOCAL_DIR_PREFIX) :]).expanduser()
         if not (path / CONFIG_FILENAME).is_file():
-            raise ClipLoadError(f"CLIP local dir {path} has no {CONFIG_FILENAME}; write one with ovc.models.clip.save_clip_local_dir")
+            raise ClipLoadError(
+                f"CLIP local dir {path} has no {CONFIG_FILENAME}; write one with ovc.models.clip.save_clip_local_dir"
+            )
         model = open_clip.create_model(f"{LOCAL_DIR_PREFIX}{path}", precision=precision, device=device)
         return model, f"{LOCAL_DIR_PREFIX}{path}"
     if model_name not in open_clip.list_models():
-        raise ClipLoadError(f"unknown open_clip model {model_name!r}; known: {', '.join(open_clip.list_models()[:20])}...")
+        raise ClipLoadError(
+            f"unknown open_clip model {model_name!r}; known: {', '.join(open_clip.list_models()[:20])}..."
+        )
     if not pretrained:
         return open_clip.create_model(model_name, pretrained=None, precision=precision, device=device), model_name
     if os.path.isfile(pretrained):
@@ -316,7 +339,9 @@ def _load_model(model_name: str, pretrained: str, precision: str, device: str | 
         if pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or os.sep in pretrained:
             raise ClipLoadError(f"CLIP weights file not found: {pretrained}")
         tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ClipLoadError(f"pretrained={pretrained!r} is neither a file nor a known tag of {model_name} (tags: {tags})")
+        raise ClipLoadError(
+            f"pretrained={pretrained!r} is neither a file nor a known tag of {model_name} (tags: {tags})"
+        )
     if _hub_offline() and not tag_cfg.get("hf_hub"):
         raise ClipLoadError(f"HF_HUB_OFFLINE is set: {hint}")  # URL downloads ignore HF_HUB_OFFLINE and would hang
     try:
@@ -345,7 +370,9 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu", lock: bool 
     return clip
 
 
-def build_clip(model_name: str, pretrained: str = "", device: str | torch.device = "cpu", precision: str = "fp32") -> ClipModel:
+def build_clip(
+    model_name: str, pretrained: str = "", device: str | torch.device = "cpu", precision: str = "fp32"
+) -> ClipModel:
     """Shorthand for ``create_clip(ClipConfig(model_name, pretrained, precision))``."""
     return create_clip(ClipConfig(model=model_name, pretrained=pretrained, precision=precision), device=device)
 

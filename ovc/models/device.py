@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import torch
 
-
 _M = TypeVar("_M", bound=torch.nn.Module)  # fp32_trainable returns the module it was given
+
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> ``cuda:<current>`` when CUDA is visible, else ``cpu``; otherwise ``torch.device(spec)``."""

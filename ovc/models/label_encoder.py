@@ -87,7 +87,9 @@ class PromptTransformer(nn.Module):
             nn.init.normal_(self.proj_out.weight, std=out_std / math.sqrt(width))  # LN output has unit per-dim scale
         else:
             if tuple(init_prompt.shape) != (prompt_len, text_width):
-                raise ValueError(f"init_prompt has shape {tuple(init_prompt.shape)}, expected (prompt_len, text_width) = ({prompt_len}, {text_width})")
+                raise ValueError(
+                    f"init_prompt has shape {tuple(init_prompt.shape)}, expected (prompt_len, text_width) = ({prompt_len}, {text_width})"
+                )
             nn.init.zeros_(self.proj_out.weight)  # LLM-conditioned part starts at 0
             self.prompt_base = nn.Parameter(init_prompt.detach().clone().float())  # (P, text_width)
 

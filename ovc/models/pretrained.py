@@ -44,7 +44,7 @@ def training_inputs_digest(cfg: Config) -> bytes:
     files = [DataLayout.of(cfg).clean_manifest]
     pretrained = resolve_clip_config(cfg).pretrained
     if pretrained.startswith("local-dir:"):
-        files += sorted(p for p in Path(pretrained[len("local-dir:"):]).glob("*") if p.is_file())
+        files += sorted(p for p in Path(pretrained[len("local-dir:") :]).glob("*") if p.is_file())
     elif pretrained and Path(pretrained).is_file():
         files.append(Path(pretrained))
     h = hashlib.sha256()

@@ -170,7 +170,7 @@ class VideoFeatures(NamedTuple):
     embeds: torch.Tensor  # (B, F, D) unit-norm CLIP frame embeddings
     tokens: torch.Tensor  # (B, F, T, 1+N, W) tokens entering the last T CLIP resblocks (or (B, F, 0))
 
-    def to(self, device) -> "VideoFeatures":
+    def to(self, device) -> VideoFeatures:
         """Both tensors on ``device`` (cached features live on the CPU until a step needs them)."""
         return VideoFeatures(self.embeds.to(device, non_blocking=True), self.tokens.to(device, non_blocking=True))
 
@@ -265,7 +265,11 @@ class VideoEncoder(nn.Module):
         if torch.is_grad_enabled():
             return {n: torch.lerp(frozen[n].to(p.dtype), p, alpha) for n, p in ft.items()}  # dθ/dθ_ft = α
         # no-grad (eval/inference): reuse the interpolation while α and every tensor's version are unchanged
-        key = (alpha, tuple((id(p), p._version) for p in ft.values()), tuple((id(frozen[n]), frozen[n]._version) for n in ft))
+        key = (
+            alpha,
+            tuple((id(p), p._version) for p in ft.values()),
+            tuple((id(frozen[n]), frozen[n]._version) for n in ft),
+        )
         hit = self._interp_cache.get(t)
         if hit is None or hit[0] != key:
             hit = (key, {n: torch.lerp(frozen[n].to(p.dtype), p, alpha) for n, p in ft.items()})
@@ -300,7 +304,7 @@ class VideoEncoder(nn.Module):
         return self.forward_features(self.encode_trunk(video), alpha)
 
     @torch.no_grad()
-    def encode_trunk(self, video: torch.Tensor) -> "VideoFeatures":
+    def encode_trunk(self, video: torch.Tensor) -> VideoFeatures:
         """The frozen CLIP outputs the branch needs (what the ``features`` stage caches).
 
         Args:
@@ -318,7 +322,7 @@ class VideoEncoder(nn.Module):
         tokens = torch.stack([h.float() for h in ff.layer_tokens[:T]], dim=1)  # T x (B*F, 1+N, W) -> (B*F, T, 1+N, W)
         return VideoFeatures(e, tokens.view(B, Fr, *tokens.shape[1:]))  # -> (B, F, T, 1+N, W)
 
-    def forward_features(self, feats: "VideoFeatures", alpha: float | None = None) -> torch.Tensor:
+    def forward_features(self, feats: VideoFeatures, alpha: float | None = None) -> torch.Tensor:
         """Video embeddings from (possibly cached) trunk outputs; see :meth:`encode_trunk`."""
         e = feats.embeds  # (B, F, D)
         B, Fr = e.shape[:2]
@@ -347,5 +351,7 @@ class VideoEncoder(nn.Module):
             patches, tmp = self._spatial(t, x, tmp, a, tmp_only=last)  # (B, F, 1+N, W) incl. CLS, (B, W)
             x = patches
         e_tmp = e.mean(dim=1) + self.tmp_proj(self.tmp_norm(tmp))  # (B, D): mean frame emb + zero-init readout
-        video_emb = torch.cat([e_tmp[:, None], e], dim=1).mean(dim=1)  # mean of (e_TMP, e_1..e_F): (B, 1+F, D) -> (B, D)
+        video_emb = torch.cat([e_tmp[:, None], e], dim=1).mean(
+            dim=1
+        )  # mean of (e_TMP, e_1..e_F): (B, 1+F, D) -> (B, D)
         return F.normalize(video_emb, dim=-1)

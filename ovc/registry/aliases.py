@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -59,13 +60,19 @@ def get_alias(engine: Engine, alias: str) -> str | None:
     """The version name an alias points at, or None."""
     with Session(engine) as s:
         return s.scalar(
-            select(ModelVersion.name).join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id).where(ModelAlias.name == alias)
+            select(ModelVersion.name)
+            .join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id)
+            .where(ModelAlias.name == alias)
         )
 
 
 def list_aliases(engine: Engine) -> dict[str, str]:
     with Session(engine) as s:
-        rows = s.execute(select(ModelAlias.name, ModelVersion.name).join(ModelVersion, ModelVersion.id == ModelAlias.model_version_id)).all()
+        rows = s.execute(
+            select(ModelAlias.name, ModelVersion.name).join(
+                ModelVersion, ModelVersion.id == ModelAlias.model_version_id
+            )
+        ).all()
     return dict(sorted(rows))
 
 
@@ -104,7 +111,9 @@ def figures(mv: ModelVersion, metric: str, split: str = "val") -> dict[str, Any]
     return {"version": mv.name, "metric": f"{split}.{method}.{metric}", "value": value}
 
 
-def _move(engine: Engine, alias: str, version: str, action: str, note: str | None, metric: str, split: str) -> dict[str, Any]:
+def _move(
+    engine: Engine, alias: str, version: str, action: str, note: str | None, metric: str, split: str
+) -> dict[str, Any]:
     with Session(engine) as s, s.begin():
         to = _version(s, version)
         row = s.get(ModelAlias, alias)
@@ -114,50 +123,84 @@ def _move(engine: Engine, alias: str, version: str, action: str, note: str | Non
         else:
             row.model_version_id = to.id
             row.updated_at = _now()
-        rec = Promotion(alias=alias, action=action, from_version_id=frm.id if frm else None, to_version_id=to.id,
-                        from_figures=figures(frm, metric, split) if frm else None, to_figures=figures(to, metric, split), note=note)
+        rec = Promotion(
+            alias=alias,
+            action=action,
+            from_version_id=frm.id if frm else None,
+            to_version_id=to.id,
+            from_figures=figures(frm, metric, split) if frm else None,
+            to_figures=figures(to, metric, split),
+            note=note,
+        )
         s.add(rec)
         return {"alias": alias, "action": action, "from": frm.name if frm else None, "to": to.name}
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def set_alias(engine: Engine, alias: str, version: str, *, note: str | None = None, metric: str = "aupr_micro", split: str = "val") -> dict[str, Any]:
+def set_alias(
+    engine: Engine, alias: str, version: str, *, note: str | None = None, metric: str = "aupr_micro", split: str = "val"
+) -> dict[str, Any]:
     """Point ``alias`` at ``version`` (recorded as action ``set``)."""
     if not alias or len(alias) > 64 or alias == "latest":
         raise RegistryError(f"bad alias name {alias!r} (1-64 characters, not 'latest')")
-    return _move(engine, alias, resolve_version(engine, version) if version == "latest" else version, "set", note, metric, split)
+    return _move(
+        engine, alias, resolve_version(engine, version) if version == "latest" else version, "set", note, metric, split
+    )
 
 
-def promote(engine: Engine, version: str, alias: str = PRODUCTION, *, note: str | None = None, metric: str = "aupr_micro", split: str = "val") -> dict[str, Any]:
+def promote(
+    engine: Engine,
+    version: str,
+    alias: str = PRODUCTION,
+    *,
+    note: str | None = None,
+    metric: str = "aupr_micro",
+    split: str = "val",
+) -> dict[str, Any]:
     """Point ``alias`` (production) at ``version`` — an alias (``candidate``) or a version name."""
-    name = resolve_version(engine, version) if version in (CANDIDATE, "latest") or get_alias(engine, version) else version
+    name = (
+        resolve_version(engine, version) if version in (CANDIDATE, "latest") or get_alias(engine, version) else version
+    )
     return _move(engine, alias, name, "promote", note, metric, split)
 
 
-def rollback(engine: Engine, alias: str = PRODUCTION, *, note: str | None = None, metric: str = "aupr_micro", split: str = "val") -> dict[str, Any]:
+def rollback(
+    engine: Engine, alias: str = PRODUCTION, *, note: str | None = None, metric: str = "aupr_micro", split: str = "val"
+) -> dict[str, Any]:
     """Point ``alias`` back at the version its last promote/set replaced (recorded as ``rollback``)."""
     with Session(engine) as s:
         cur = s.get(ModelAlias, alias)
         if cur is None:
             raise NotFoundError(f"alias {alias!r} is not set: nothing to roll back")
         last = s.scalar(
-            select(Promotion).where(Promotion.alias == alias, Promotion.to_version_id == cur.model_version_id,
-                                    Promotion.action.in_(("set", "promote", "rollback")))
-            .order_by(Promotion.id.desc()).limit(1)
+            select(Promotion)
+            .where(
+                Promotion.alias == alias,
+                Promotion.to_version_id == cur.model_version_id,
+                Promotion.action.in_(("set", "promote", "rollback")),
+            )
+            .order_by(Promotion.id.desc())
+            .limit(1)
         )
         if last is None or last.from_version_id is None:
             raise RegistryError(f"alias {alias!r} has no earlier version to roll back to")
         prev = s.get(ModelVersion, last.from_version_id)
         if last.action == "rollback":  # roll back the rollback's source: walk further back
             prev_promo = s.scalar(
-                select(Promotion).where(Promotion.alias == alias, Promotion.to_version_id == last.to_version_id,
-                                        Promotion.action.in_(("set", "promote")), Promotion.id < last.id)
-                .order_by(Promotion.id.desc()).limit(1)
+                select(Promotion)
+                .where(
+                    Promotion.alias == alias,
+                    Promotion.to_version_id == last.to_version_id,
+                    Promotion.action.in_(("set", "promote")),
+                    Promotion.id < last.id,
+                )
+                .order_by(Promotion.id.desc())
+                .limit(1)
             )
             if prev_promo is None or prev_promo.from_version_id is None:
                 raise RegistryError(f"alias {alias!r} has no earlier version to roll back to")
@@ -175,13 +218,23 @@ def history(engine: Engine, alias: str | None = None) -> list[dict[str, Any]]:
             stmt = stmt.where(Promotion.alias == alias)
         names: dict[int | None, str] = dict(s.execute(select(ModelVersion.id, ModelVersion.name)).all())
         return [
-            {"alias": p.alias, "action": p.action, "from": names.get(p.from_version_id), "to": names.get(p.to_version_id),
-             "from_figures": p.from_figures, "to_figures": p.to_figures, "note": p.note, "at": str(p.created_at)}
+            {
+                "alias": p.alias,
+                "action": p.action,
+                "from": names.get(p.from_version_id),
+                "to": names.get(p.to_version_id),
+                "from_figures": p.from_figures,
+                "to_figures": p.to_figures,
+                "note": p.note,
+                "at": str(p.created_at),
+            }
             for p in s.scalars(stmt)
         ]
 
 
-def gate(engine: Engine, version: str, *, metric: str = "aupr_micro", split: str = "val", margin: float = 0.0) -> GateResult:
+def gate(
+    engine: Engine, version: str, *, metric: str = "aupr_micro", split: str = "val", margin: float = 0.0
+) -> GateResult:
     """Set ``version`` as ``candidate``; promote it to ``production`` iff it beats production by ``margin``.
 
     "Beats" = ``candidate_value >= production_value + margin`` on ``metrics[split][method][metric]``
@@ -210,9 +263,17 @@ def gate(engine: Engine, version: str, *, metric: str = "aupr_micro", split: str
         promote(engine, version, note=f"gate: {why}", metric=metric, split=split)
     else:
         with Session(engine) as s, s.begin():
-            s.add(Promotion(alias=PRODUCTION, action="rejected",
-                            from_version_id=_version(s, prod).id if prod else None, to_version_id=_version(s, version).id,
-                            from_figures=prod_f, to_figures=cand_f, note=f"gate: {why}"))
+            s.add(
+                Promotion(
+                    alias=PRODUCTION,
+                    action="rejected",
+                    from_version_id=_version(s, prod).id if prod else None,
+                    to_version_id=_version(s, version).id,
+                    from_figures=prod_f,
+                    to_figures=cand_f,
+                    note=f"gate: {why}",
+                )
+            )
     return GateResult(version, prod, metric, cv, pv, margin, ok, why)
 
 
@@ -238,5 +299,10 @@ def gate_published(cfg: Any) -> dict[str, Any]:
         res = gate(engine, version, metric=cfg.promote.metric, split=cfg.promote.split, margin=cfg.promote.margin)
     finally:
         engine.dispose()
-    log.info("promotion gate: %s %s (%s)", version, "promoted to production" if res.promoted else "stays candidate", res.reason)
+    log.info(
+        "promotion gate: %s %s (%s)",
+        version,
+        "promoted to production" if res.promoted else "stays candidate",
+        res.reason,
+    )
     return res.to_dict()

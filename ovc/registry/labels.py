@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ovc.registry.errors import InvalidNameError
 from ovc.registry.models import LABEL_KINDS
@@ -45,7 +45,7 @@ class LabelIssue:
         return f"{where}{self.label!r}: {self.reason}"
 
 
-LabelLike = Union[str, bytes, LabelSpec, tuple]  # "text" | b"text" | (text, kind) | LabelSpec
+LabelLike = str | bytes | LabelSpec | tuple  # "text" | b"text" | (text, kind) | LabelSpec
 
 
 def normalize_label(text: str) -> str:
@@ -137,9 +137,7 @@ def validate_labels(
         labels: ``"text"``, ``b"utf-8 bytes"``, ``(text, kind)`` or :class:`LabelSpec` items.
         max_label_chars: longer labels (after normalisation) are rejected.
     """
-    return _validate(
-        ((i, *_split_item(item)) for i, item in enumerate(labels, start=1)), max_label_chars
-    )
+    return _validate(((i, *_split_item(item)) for i, item in enumerate(labels, start=1)), max_label_chars)
 
 
 def read_label_file(

@@ -22,7 +22,7 @@ constraint on either backend) with a non-null ``target`` key whose value a CHECK
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -76,9 +76,9 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)  # "v1", "v2", ... or a given name
     checkpoint_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))  # sha256 of the checkpoint file
-    dvc_rev: Mapped[Optional[str]] = mapped_column(String(128))  # git/DVC revision it was built from
-    params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # params.yaml tree used
-    metrics: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # evaluation metrics
+    dvc_rev: Mapped[str | None] = mapped_column(String(128))  # git/DVC revision it was built from
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # params.yaml tree used
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # evaluation metrics
     encoder_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))  # label encoder weights + config
     embed_dim: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -112,15 +112,13 @@ class VocabularyLabel(Base):
 
     vocabulary_id: Mapped[int] = mapped_column(ForeignKey("vocabularies.id", ondelete="CASCADE"), primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True)
-    kind: Mapped[Optional[str]] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     vocabulary: Mapped[Vocabulary] = relationship(back_populates="members")
     label: Mapped[Label] = relationship()
 
-    __table_args__ = (
-        CheckConstraint("kind IS NULL OR kind IN ('entity', 'action')", name="kind"),
-    )
+    __table_args__ = (CheckConstraint("kind IS NULL OR kind IN ('entity', 'action')", name="kind"),)
 
 
 class LabelEmbedding(Base):
@@ -128,9 +126,7 @@ class LabelEmbedding(Base):
 
     __tablename__ = "label_embeddings"
 
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True)
     encoder_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))  # encoder that produced the vector
     dim: Mapped[int] = mapped_column(Integer)
@@ -155,8 +151,8 @@ class Threshold(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(String(16))
-    vocabulary_id: Mapped[Optional[int]] = mapped_column(ForeignKey("vocabularies.id", ondelete="CASCADE"))
-    label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    vocabulary_id: Mapped[int | None] = mapped_column(ForeignKey("vocabularies.id", ondelete="CASCADE"))
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
     # Non-null uniqueness key "scope:vocabulary_id|*:label_id|*" (NULLs never collide in UNIQUE).
     target: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
@@ -201,11 +197,11 @@ class Promotion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     alias: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))  # set | promote | rollback | rejected
-    from_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
-    to_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
-    from_figures: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # e.g. {"metric": ..., "value": ...}
-    to_figures: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    note: Mapped[Optional[str]] = mapped_column(Text)
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    to_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    from_figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # e.g. {"metric": ..., "value": ...}
+    to_figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (CheckConstraint("action IN ('set', 'promote', 'rollback', 'rejected')", name="action"),)
@@ -218,13 +214,13 @@ class PredictionRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
-    model_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     vocabulary: Mapped[str] = mapped_column(String(200))
     vocabulary_version: Mapped[str] = mapped_column(String(64))
     threshold: Mapped[str] = mapped_column(String(32))  # "calibrated" or the number used
     source: Mapped[str] = mapped_column(Text)
     output: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # running | done | failed
-    counts: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # videos, classified, errors, rows, partitions
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # videos, classified, errors, rows, partitions
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

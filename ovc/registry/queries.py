@@ -207,7 +207,9 @@ def get_model_version(target: Target, model_version: str = "latest") -> ModelVer
 
 def list_model_versions(target: Target) -> list[ModelVersionInfo]:
     """All model versions, oldest first."""
-    return read_session(target, lambda s: [model_version_info(m) for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id))])
+    return read_session(
+        target, lambda s: [model_version_info(m) for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+    )
 
 
 def latest_model_version(target: Target) -> ModelVersionInfo | None:

@@ -219,7 +219,13 @@ def _store_embeddings(
             )
         )
         rows = [
-            {"model_version_id": mv.id, "label_id": lid, "encoder_digest": mv.encoder_digest, "dim": mv.embed_dim, "vector": vec}
+            {
+                "model_version_id": mv.id,
+                "label_id": lid,
+                "encoder_digest": mv.encoder_digest,
+                "dim": mv.embed_dim,
+                "vector": vec,
+            }
             for lid, vec in chunk
         ]
         stmt = insert_ignore(session, table)
@@ -381,7 +387,11 @@ def publish_model_version(
     result = write_transaction(target, work)
     log.info(
         "published model version %s: %d labels (%d encoded, %d reused), threshold %s",
-        result.model_version, result.labels_embedded, result.encoded, result.reused, result.threshold,
+        result.model_version,
+        result.labels_embedded,
+        result.encoded,
+        result.reused,
+        result.threshold,
     )
     return result
 
@@ -415,8 +425,10 @@ def _vocabulary_texts(session: Session, vocab: str) -> set[str] | None:
     vid = session.scalar(select(Vocabulary.id).where(Vocabulary.name == vocab))
     if vid is None:
         return None
-    stmt = select(Label.text).join(VocabularyLabel, VocabularyLabel.label_id == Label.id).where(
-        VocabularyLabel.vocabulary_id == vid
+    stmt = (
+        select(Label.text)
+        .join(VocabularyLabel, VocabularyLabel.label_id == Label.id)
+        .where(VocabularyLabel.vocabulary_id == vid)
     )
     return set(session.connection().execute(stmt).scalars())
 
@@ -514,7 +526,11 @@ def add_labels(
         raise RegistryError(f"{n_encode} label(s) of {vocab!r} need embeddings but no encode_fn was given")
     log.info(
         "vocabulary %r: %d label(s) to link, %d already present, %d to encode, %d reused",
-        vocab, len(plan.link), plan.present, n_encode, len(plan.vectors),
+        vocab,
+        len(plan.link),
+        plan.present,
+        n_encode,
+        len(plan.vectors),
     )
     vectors = plan.vectors
     result.reused = len(vectors)
@@ -523,7 +539,8 @@ def add_labels(
     # One ordered work list: every label that needs a link or an embedding, each handled in one batch.
     work_specs = [s for s in specs if s.text in link_texts or s.text in embed_set]
     bar = tqdm(  # total = every label this call links or embeds, not one batch
-        total=len(work_specs), unit="label", desc=f"vocab {vocab}", disable=None if progress is None else not progress)
+        total=len(work_specs), unit="label", desc=f"vocab {vocab}", disable=None if progress is None else not progress
+    )
     try:
         if not work_specs:  # a new, empty vocabulary (no labels given)
             write_transaction(target, lambda session: _ensure_vocabulary(session, vocab))
@@ -533,7 +550,19 @@ def add_labels(
             if todo:  # outside any transaction: no lock held while the model runs
                 vectors.update(_to_bytes(todo, _encode(encode_fn, todo, mv.embed_dim, batch_size)))  # type: ignore[arg-type, union-attr]
                 result.encoded += len(todo)
-            added = write_transaction(target, functools.partial(_write_label_batch, vocab=vocab, batch=batch, mv=mv, vectors=vectors, encode_fn=encode_fn, batch_size=batch_size, result=result))
+            added = write_transaction(
+                target,
+                functools.partial(
+                    _write_label_batch,
+                    vocab=vocab,
+                    batch=batch,
+                    mv=mv,
+                    vectors=vectors,
+                    encode_fn=encode_fn,
+                    batch_size=batch_size,
+                    result=result,
+                ),
+            )
             result.added += added
             result.already_present += len([s for s in batch if s.text in link_texts]) - added
             for s in batch:
@@ -622,11 +651,14 @@ def remove_labels(
         ids = list(find_label_ids(session, texts).values())
         removed = 0
         for chunk in chunks(ids):
-            removed += cast(CursorResult, session.execute(  # DML returns a CursorResult (rowcount)
-                delete(VocabularyLabel).where(
-                    VocabularyLabel.vocabulary_id == vocabulary_id, VocabularyLabel.label_id.in_(chunk)
-                )
-            )).rowcount
+            removed += cast(
+                CursorResult,
+                session.execute(  # DML returns a CursorResult (rowcount)
+                    delete(VocabularyLabel).where(
+                        VocabularyLabel.vocabulary_id == vocabulary_id, VocabularyLabel.label_id.in_(chunk)
+                    )
+                ),
+            ).rowcount
         pruned = _prune(session, ids) if prune_orphans else 0
         return {"removed": removed, "not_present": len(texts) - removed, "pruned": pruned}
 
@@ -649,7 +681,9 @@ def remove_vocabulary(target: Target, vocab: str, *, prune_orphans: bool = False
 
     def work(session: Session) -> dict[str, int]:
         vocabulary_id = find_vocabulary_id(session, vocab)
-        ids = list(session.scalars(select(VocabularyLabel.label_id).where(VocabularyLabel.vocabulary_id == vocabulary_id)))
+        ids = list(
+            session.scalars(select(VocabularyLabel.label_id).where(VocabularyLabel.vocabulary_id == vocabulary_id))
+        )
         session.execute(delete(Vocabulary).where(Vocabulary.id == vocabulary_id))  # FK cascades
         return {"labels": len(ids), "pruned": _prune(session, ids) if prune_orphans else 0}
 

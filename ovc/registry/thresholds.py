@@ -36,14 +36,25 @@ def store_threshold(
         raise RegistryError(f"threshold must be a finite number, got {value!r}")
     scope = "label" if label_id is not None else "vocabulary" if vocabulary_id is not None else "global"
     target = threshold_target(scope, vocabulary_id, label_id)
-    res = cast(CursorResult, session.execute(  # DML returns a CursorResult (rowcount)
-        update(Threshold).where(Threshold.model_version_id == mv_id, Threshold.target == target).values(value=value)
-    ))
+    res = cast(
+        CursorResult,
+        session.execute(  # DML returns a CursorResult (rowcount)
+            update(Threshold).where(Threshold.model_version_id == mv_id, Threshold.target == target).values(value=value)
+        ),
+    )
     if res.rowcount == 0:
         session.execute(
             insert(Threshold),
-            [{"model_version_id": mv_id, "scope": scope, "vocabulary_id": vocabulary_id,
-              "label_id": label_id, "target": target, "value": float(value)}],
+            [
+                {
+                    "model_version_id": mv_id,
+                    "scope": scope,
+                    "vocabulary_id": vocabulary_id,
+                    "label_id": label_id,
+                    "target": target,
+                    "value": float(value),
+                }
+            ],
         )
 
 

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -25,7 +25,7 @@ from ovc.registry.models import Label
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Target = Union[Engine, Session]
+Target = Engine | Session
 
 CHUNK = 500  # bound parameters per IN (...) / executemany batch (SQLite caps variables per statement)
 _RETRY_ATTEMPTS = 10

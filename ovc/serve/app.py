@@ -107,7 +107,9 @@ class ServiceState:
                 cur.checked_at = now
                 return cur.clf
             try:
-                clf = Classifier.from_registry(self.model.name, vocab, cfg=self.cfg, engine=self.engine, model=self.model)
+                clf = Classifier.from_registry(
+                    self.model.name, vocab, cfg=self.cfg, engine=self.engine, model=self.model
+                )
             except NotFoundError as e:
                 raise RequestError(404, str(e)) from None
             if cur is not None:
@@ -145,7 +147,9 @@ def parse_fields(fields: dict[str, Any], default_vocab: str) -> dict[str, Any]:
         try:
             x = float(thr)
         except ValueError:
-            raise RequestError(400, f"threshold must be 'calibrated', 'none' or a number in [0, 1], got {thr!r}") from None
+            raise RequestError(
+                400, f"threshold must be 'calibrated', 'none' or a number in [0, 1], got {thr!r}"
+            ) from None
         if not 0.0 <= x <= 1.0:
             raise RequestError(400, f"threshold {x} is outside [0, 1]")
         out["threshold"] = x
@@ -161,7 +165,9 @@ def parse_fields(fields: dict[str, Any], default_vocab: str) -> dict[str, Any]:
 def resolve_media_path(path: str, media_root: str) -> Path:
     """``path`` (relative to the media root, or absolute) resolved with symlinks; 403 if outside the root."""
     if not media_root:
-        raise RequestError(403, "`path` is disabled: the server has no media root (serve.media_root); upload the file instead")
+        raise RequestError(
+            403, "`path` is disabled: the server has no media root (serve.media_root); upload the file instead"
+        )
     root = Path(media_root).resolve()
     try:
         p = Path(path)
@@ -202,10 +208,10 @@ def classify_file(state: ServiceState, path: Path, name: str, opts: dict[str, An
     }
     with state.model_lock:
         if opts["segments"]:
-            res = clf.classify_segments([str(path)], opts["threshold"], progress=False)[0]
-            if res.error:
-                raise RequestError(422, res.error.replace(str(path), name))
-            answer.update(windows=res.windows, segments=res.segments)
+            seg = clf.classify_segments([str(path)], opts["threshold"], progress=False)[0]
+            if seg.error:
+                raise RequestError(422, seg.error.replace(str(path), name))
+            answer.update(windows=seg.windows, segments=seg.segments)
         else:
             res = clf.classify([str(path)], top_k=opts["top_k"], threshold=opts["threshold"], progress=False)[0]
             if res.error:
@@ -234,8 +240,13 @@ def create_app(state: ServiceState) -> FastAPI:
 
     reg = CollectorRegistry()
     requests_total = Counter("ovc_requests", "HTTP requests", ["endpoint", "status"], registry=reg)
-    latency = Histogram("ovc_request_seconds", "request latency", ["endpoint"], registry=reg,
-                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+    latency = Histogram(
+        "ovc_request_seconds",
+        "request latency",
+        ["endpoint"],
+        registry=reg,
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    )
     videos_total = Counter("ovc_videos_classified", "videos classified", ["vocab"], registry=reg)
     loaded_g = Gauge("ovc_vocabularies_loaded", "vocabularies with a loaded label matrix", registry=reg)
     reloads_g = Gauge("ovc_vocabulary_reloads", "vocabularies reloaded after a registry change", registry=reg)
@@ -247,7 +258,9 @@ def create_app(state: ServiceState) -> FastAPI:
     async def count(request: Request, call_next):
         t0 = time.perf_counter()
         response = await call_next(request)
-        endpoint = request.url.path if request.url.path in ("/classify", "/vocabularies", "/healthz", "/metrics") else "other"
+        endpoint = (
+            request.url.path if request.url.path in ("/classify", "/vocabularies", "/healthz", "/metrics") else "other"
+        )
         requests_total.labels(endpoint, str(response.status_code)).inc()
         latency.labels(endpoint).observe(time.perf_counter() - t0)
         return response
@@ -258,16 +271,22 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model_version": state.model.name, "vocabularies_loaded": state.loaded(),
-                "uptime_s": round(time.time() - state.started, 1)}
+        return {
+            "status": "ok",
+            "model_version": state.model.name,
+            "vocabularies_loaded": state.loaded(),
+            "uptime_s": round(time.time() - state.started, 1),
+        }
 
     @app.get("/vocabularies")
     def vocabularies() -> list[dict[str, Any]]:
         from ovc.registry.store import list_vocabularies
 
         loaded = state.loaded()
-        return [{"name": v.name, "labels": v.n_labels, "loaded": v.name in loaded, "vocab_version": loaded.get(v.name)}
-                for v in list_vocabularies(state.engine)]
+        return [
+            {"name": v.name, "labels": v.n_labels, "loaded": v.name in loaded, "vocab_version": loaded.get(v.name)}
+            for v in list_vocabularies(state.engine)
+        ]
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -279,13 +298,17 @@ def create_app(state: ServiceState) -> FastAPI:
     async def classify(request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
-            raise RequestError(413, f"upload of {int(length)} bytes exceeds the limit of {max_bytes} bytes (serve.max_upload_mb)")
+            raise RequestError(
+                413, f"upload of {int(length)} bytes exceeds the limit of {max_bytes} bytes (serve.max_upload_mb)"
+            )
         fields: dict[str, Any] = dict(request.query_params)
         upload = None
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             if not (length and length.isdigit()):  # chunked: the form parser would spool it all before any check
-                raise RequestError(411, f"send a Content-Length with the form (uploads are limited to {max_bytes} bytes)")
+                raise RequestError(
+                    411, f"send a Content-Length with the form (uploads are limited to {max_bytes} bytes)"
+                )
             try:
                 form = await request.form(max_files=1, max_fields=32)
             except Exception as e:  # noqa: BLE001 - malformed multipart body
@@ -315,7 +338,9 @@ def create_app(state: ServiceState) -> FastAPI:
                     while chunk := await upload.read(1 << 20):
                         size += len(chunk)
                         if size > max_bytes:
-                            raise RequestError(413, f"{name}: upload exceeds the limit of {max_bytes} bytes (serve.max_upload_mb)")
+                            raise RequestError(
+                                413, f"{name}: upload exceeds the limit of {max_bytes} bytes (serve.max_upload_mb)"
+                            )
                         f.write(chunk)
                 if size == 0:
                     raise RequestError(400, f"{name}: empty upload (0 bytes)")

@@ -33,4 +33,7 @@ def attributes(cfg: Config) -> dict[str, Any]:
     atomic_write_json(attributes_path(cfg), result)
     atomic_write_json(provenance_path(cfg), prov)
     failed = prov["failed"]
-    return {k: v for k, v in prov.items() if k != "failed"} | {"failed": len(failed), "seconds": round(time.time() - t0, 2)}
+    return {k: v for k, v in prov.items() if k != "failed"} | {
+        "failed": len(failed),
+        "seconds": round(time.time() - t0, 2),
+    }

@@ -37,7 +37,10 @@ def bootstrap_clip(cfg: Config) -> dict[str, Any]:
     bcfg = cfg.bootstrap
     out = DataLayout.of(cfg).bootstrap_clip  # where resolve_clip_config looks
     clip, hist = train_clip(bcfg, cfg.clip, device=resolve_device(cfg.compute.device))
-    (loss_first, loss_last), (shape_first, shape_last) = curve_ends(hist["caption_loss"]), curve_ends(hist["shape_loss"])
+    (loss_first, loss_last), (shape_first, shape_last) = (
+        curve_ends(hist["caption_loss"]),
+        curve_ends(hist["shape_loss"]),
+    )
     metrics = {
         "model": cfg.clip.model,
         "zero_shot": hist["zero_shot"],

@@ -35,9 +35,7 @@ def clean(cfg: Config) -> dict[str, Any]:
     manifest = read_manifest(raw / "manifest.parquet", allow_empty_labels=True, roots=data_roots(cfg))
     vocab = read_vocabulary(raw / "vocabulary.parquet")
 
-    manifest_out, vocab_out, report = clean_tables(
-        manifest, vocab, cfg.clean.min_count, list(cfg.clean.drop_verticals)
-    )
+    manifest_out, vocab_out, report = clean_tables(manifest, vocab, cfg.clean.min_count, list(cfg.clean.drop_verticals))
     manifest_out["path"] = rebase_paths(manifest_out["path"], raw, out_dir)
     attributes, attr_stats = filter_attributes(raw / "attributes.json", set(vocab_out["label"]))
     report["attributes"] = attr_stats
@@ -51,8 +49,12 @@ def clean(cfg: Config) -> dict[str, Any]:
     v, d = report["videos"], report["labels_dropped"]
     log.info(
         "clean: videos %d -> %d; labels dropped: %d vertical, %d under min_count=%d, %d unknown",
-        v["before"]["total"], v["after"]["total"], d["vertical"]["count"], d["min_count"]["count"],
-        cfg.clean.min_count, d["not_in_vocabulary"]["count"],
+        v["before"]["total"],
+        v["after"]["total"],
+        d["vertical"]["count"],
+        d["min_count"]["count"],
+        cfg.clean.min_count,
+        d["not_in_vocabulary"]["count"],
     )
     outputs = (layout.clean_manifest, layout.clean_vocabulary, layout.clean_attributes, layout.clean_report)
     return {**report, "outputs": {p.name: str(p) for p in outputs}}

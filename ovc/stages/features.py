@@ -42,7 +42,9 @@ def features(cfg: Config) -> dict[str, Any]:
     torch.set_num_threads(max(1, cfg.features.threads))
     device = resolve_device(cfg.compute.device)
     clip = create_clip(resolve_clip_config(cfg), device=device)
-    encoder = VideoEncoder(clip, VideoEncoderConfig(temporal_layers=cfg.video_encoder.temporal_layers, use_temporal=True))
+    encoder = VideoEncoder(
+        clip, VideoEncoderConfig(temporal_layers=cfg.video_encoder.temporal_layers, use_temporal=True)
+    )
     data = TrainData(cfg)
     loader = ClipLoader.from_config(cfg, data.paths, stage="features", device=device)
     embeds, tokens, ids = [], [], []
@@ -51,7 +53,9 @@ def features(cfg: Config) -> dict[str, Any]:
         if batch.frames is None:
             continue
         with autocast(device, cfg.compute.amp):
-            feats = encoder.encode_trunk(to_model_input(batch.frames, device, clip.image_mean, clip.image_std))  # (B, F, 3, H, W)
+            feats = encoder.encode_trunk(
+                to_model_input(batch.frames, device, clip.image_mean, clip.image_std)
+            )  # (B, F, 3, H, W)
         embeds.append(feats.embeds.float().cpu())
         tokens.append(feats.tokens.to(FEATURE_DTYPES[cfg.features.dtype]).cpu())
         ids += [data.video_ids[i] for i in batch.indices]
@@ -66,7 +70,16 @@ def features(cfg: Config) -> dict[str, Any]:
         "skipped": skipped,
     }
     with atomic_dir(out) as tmp:
-        save_file({"embeds": torch.cat(embeds).contiguous(), "tokens": torch.cat(tokens).contiguous()}, str(tmp / "train.safetensors"))
+        save_file(
+            {"embeds": torch.cat(embeds).contiguous(), "tokens": torch.cat(tokens).contiguous()},
+            str(tmp / "train.safetensors"),
+        )
         (tmp / "index.json").write_text(json.dumps(index, indent=2))
     size = (out / "train.safetensors").stat().st_size
-    return {"enabled": True, "videos": len(ids), "skipped": len(skipped), "bytes": size, "seconds": round(time.time() - t0, 1)}
+    return {
+        "enabled": True,
+        "videos": len(ids),
+        "skipped": len(skipped),
+        "bytes": size,
+        "seconds": round(time.time() - t0, 1),
+    }

@@ -150,7 +150,9 @@ def _clip_artifact(cfg: Config, root: Path) -> tuple[dict[str, Any], str]:
         _store_artifact(src, root / "clip" / digest / src.name)
         return {"clip": f"clip/{digest}/{src.name}", "clip_source": str(src)}, digest
     # a hub tag ("openai") or random init (""): nothing to copy; loading needs the same tag/cache
-    return {"clip": None, "clip_pretrained": pretrained}, hashlib.sha256(f"{cfg.clip.model}:{pretrained}".encode()).hexdigest()
+    return {"clip": None, "clip_pretrained": pretrained}, hashlib.sha256(
+        f"{cfg.clip.model}:{pretrained}".encode()
+    ).hexdigest()
 
 
 def _pipeline_vocabularies(cfg: Config) -> dict[str, list[tuple[str, str]]]:
@@ -179,8 +181,14 @@ def _threshold_of(metrics: dict[str, Any], method: str, main_method: str) -> flo
 
 
 def fingerprint(
-    cfg: Config, method: str, checkpoint_digest: str, enc_digest: str, clip_digest: str, metrics: Any,
-    threshold: float | None, vocabularies: dict[str, list[tuple[str, str]]],
+    cfg: Config,
+    method: str,
+    checkpoint_digest: str,
+    enc_digest: str,
+    clip_digest: str,
+    metrics: Any,
+    threshold: float | None,
+    vocabularies: dict[str, list[tuple[str, str]]],
 ) -> str:
     """sha256 of everything that defines a published version (see module doc, "Re-publishing").
 
@@ -242,7 +250,9 @@ def publish(cfg: Config) -> dict[str, Any]:
     weights = weights_path(cfg, method_name)
     if weights is not None and not weights.is_file():
         raise PublishError(f"{method_name}: trained weights {weights} not found; run `ovc stage train` first")
-    method = load_method(cfg, method_name, None, device=resolve_device(cfg.compute.device))  # labels encoded on the GPU when there is one
+    method = load_method(
+        cfg, method_name, None, device=resolve_device(cfg.compute.device)
+    )  # labels encoded on the GPU when there is one
     enc_digest = encoder_digest(method, cfg)
     root = artifacts_root(cfg)
     artifacts, clip_digest = _clip_artifact(cfg, root)
@@ -265,7 +275,8 @@ def publish(cfg: Config) -> dict[str, Any]:
     artifacts["dir_at_publish"] = str(root)
     try:
         same = [
-            mv for mv in list_model_versions(engine)
+            mv
+            for mv in list_model_versions(engine)
             if (mv.params or {}).get("publish", {}).get("fingerprint") == fp
             and (not cfg.publish.model_version or cfg.publish.model_version == mv.name)
         ]
@@ -280,8 +291,15 @@ def publish(cfg: Config) -> dict[str, Any]:
         if same:
             mv = same[-1]
             synced = {
-                name: add_labels(engine, name, labels, encode_fn, mv.name,
-                                 max_label_chars=cfg.registry.max_label_chars, batch_size=cfg.publish.batch_size)
+                name: add_labels(
+                    engine,
+                    name,
+                    labels,
+                    encode_fn,
+                    mv.name,
+                    max_label_chars=cfg.registry.max_label_chars,
+                    batch_size=cfg.publish.batch_size,
+                )
                 for name, labels in vocabularies.items()
             }
             log.info("publish: %s already holds this checkpoint/config/metrics; no new version", mv.name)
@@ -335,6 +353,10 @@ def publish(cfg: Config) -> dict[str, Any]:
         engine.dispose()
     receipt["artifacts"] = {k: v for k, v in artifacts.items() if v}
     _atomic_write_json(receipt_path(cfg), receipt)
-    log.info("publish: model version %s (%s) in %.1fs", receipt["model_version"],
-             "new" if receipt["created"] else "unchanged", time.time() - t0)
+    log.info(
+        "publish: model version %s (%s) in %.1fs",
+        receipt["model_version"],
+        "new" if receipt["created"] else "unchanged",
+        time.time() - t0,
+    )
     return receipt

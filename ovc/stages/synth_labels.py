@@ -92,7 +92,10 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
     cached = requests = 0
     from tqdm.auto import tqdm
 
-    items = [VideoItem(vid, str(resolve_video_path(manifest_path, path))) for vid, path in zip(videos["video_id"], videos["path"])]
+    items = [
+        VideoItem(vid, str(resolve_video_path(manifest_path, path)))
+        for vid, path in zip(videos["video_id"], videos["path"])
+    ]
     decoded = _decode_ahead(cfg, provider, items)
     for item, existing in tqdm(
         list(zip(items, videos["labels"])), desc=f"synth_labels ({sc.provider})", leave=False, disable=None
@@ -105,20 +108,35 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
             failed[vid] = answer.error
             log.warning("synth_labels: %s: %s", vid, answer.error)
             continue
-        rows += answer_rows(vid, list(existing), answer.labels, norm, provider.name, provider.model, sc.threshold, sc.top_k)
+        rows += answer_rows(
+            vid, list(existing), answer.labels, norm, provider.name, provider.model, sc.threshold, sc.top_k
+        )
     if failed and len(failed) == len(videos):
         first = next(iter(failed.items()))
-        raise SynthLabelsError(f"synth_labels: all {len(videos)} videos failed with provider {sc.provider!r}; first: {first[0]}: {first[1]}")
+        raise SynthLabelsError(
+            f"synth_labels: all {len(videos)} videos failed with provider {sc.provider!r}; first: {first[0]}: {first[1]}"
+        )
 
     out = layout.synth_labels
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows, columns=LABEL_COLUMNS).astype(
-        {"score": float, "in_vocabulary": bool, "already_labelled": bool, "video_id": "str", "label": "str", "provider": "str", "model": "str"}
+        {
+            "score": float,
+            "in_vocabulary": bool,
+            "already_labelled": bool,
+            "video_id": "str",
+            "label": "str",
+            "provider": "str",
+            "model": "str",
+        }
     )
     write_synth_labels(table, layout.synth_labels_table)
     new_labels = sorted(set(table.loc[~table["in_vocabulary"], "label"]))
     additions = pd.DataFrame(
-        [{"label": lab, "vertical": SYNTHETIC_VERTICAL, "kind": guess_kind(lab), "vocab": "train"} for lab in new_labels],
+        [
+            {"label": lab, "vertical": SYNTHETIC_VERTICAL, "kind": guess_kind(lab), "vocab": "train"}
+            for lab in new_labels
+        ],
         columns=["label", "vertical", "kind", "vocab"],
     ).astype("str")  # typed even when empty
     write_vocabulary(additions, layout.synth_vocabulary)
@@ -143,7 +161,12 @@ def synth_labels(cfg: Config) -> dict[str, Any]:
         "merge_into_train": sc.merge_into_train,
     }
     atomic_write_json(layout.synth_summary, summary)  # no wall clock in it: DVC outputs are deterministic
-    log.info("synth_labels: %d labels on %d/%d videos (%d failed, %d cached)", len(table), summary["videos_labelled"], len(videos), len(failed), cached)
+    log.info(
+        "synth_labels: %d labels on %d/%d videos (%d failed, %d cached)",
+        len(table),
+        summary["videos_labelled"],
+        len(videos),
+        len(failed),
+        cached,
+    )
     return {**summary, "seconds": round(time.time() - t0, 2)}
-
-

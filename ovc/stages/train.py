@@ -16,7 +16,10 @@ def train(cfg: Config) -> dict[str, Any]:
     """Stage ``train``: train every method in ``cfg.train.methods`` (resuming where a run stopped)."""
     results = {}
     for method, r in train_methods(cfg, list(cfg.train.methods)).items():
-        results[method] = {"final_loss": r["history"][-1]["loss"] if r["history"] else None, "epochs": len(r["history"])}
+        results[method] = {
+            "final_loss": r["history"][-1]["loss"] if r["history"] else None,
+            "epochs": len(r["history"]),
+        }
     summary = {"methods": results}
     atomic_write_json(DataLayout.of(cfg).train_summary, summary)
     return summary

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ovc.config import Config
+from ovc.models.methods import HAND_WRITTEN, read_attributes_provenance
 
 log = logging.getLogger(__name__)
-
-from ovc.models.methods import HAND_WRITTEN, read_attributes_provenance
 
 PROVIDERS = (HAND_WRITTEN, "seq2seq", "openai-compatible")
 
@@ -71,10 +70,14 @@ class _Seq2Seq:
 
         ac = cfg.attributes
         if not ac.model:
-            raise AttributesError("attributes.provider=seq2seq needs attributes.model = a seq2seq model dir (or hub id, e.g. google/flan-t5-base)")
+            raise AttributesError(
+                "attributes.provider=seq2seq needs attributes.model = a seq2seq model dir (or hub id, e.g. google/flan-t5-base)"
+            )
         self.device = resolve_device(cfg.compute.device)
-        model, self.tokenizer = load_pretrained(ac.model, AutoModelForSeq2SeqLM)  # offline: local files only, fails naming what to provide
-        self.model = model.to(self.device).eval()
+        model, self.tokenizer = load_pretrained(
+            ac.model, AutoModelForSeq2SeqLM
+        )  # offline: local files only, fails naming what to provide
+        self.model: Any = model.to(self.device).eval()  # a transformers model (untyped generate)
         self.max_tokens = ac.max_tokens
 
     def ask(self, prompts: list[str]) -> list[str]:
@@ -94,23 +97,40 @@ class _Endpoint:
         from ovc.synth.providers import OpenAICompatibleProvider
 
         ac = cfg.attributes
-        sc = dataclasses.replace(cfg.synth_labels, endpoint=ac.endpoint, model=ac.model, api_key_env=ac.api_key_env,
-                                 timeout_s=ac.timeout_s, max_tokens=ac.max_tokens, requests_per_second=0.0)
+        sc = dataclasses.replace(
+            cfg.synth_labels,
+            endpoint=ac.endpoint,
+            model=ac.model,
+            api_key_env=ac.api_key_env,
+            timeout_s=ac.timeout_s,
+            max_tokens=ac.max_tokens,
+            requests_per_second=0.0,
+        )
         self.client = OpenAICompatibleProvider(sc, [], cache_dir)
 
     def ask(self, prompts: list[str]) -> list[str]:
         out = []
         for prompt in prompts:
-            body = {"model": self.client.model, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": self.client.sc.max_tokens, "temperature": 0}
+            body = {
+                "model": self.client.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": self.client.sc.max_tokens,
+                "temperature": 0,
+            }
             raw, _ = self.client._post(json.dumps(body).encode())
             reply = json.loads(raw)
             content = reply["choices"][0]["message"]["content"]
-            out.append(content if isinstance(content, str) else " ".join(p.get("text", "") for p in content if isinstance(p, dict)))
+            out.append(
+                content
+                if isinstance(content, str)
+                else " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            )
         return out
 
 
-def describe_labels(cfg: Config, labels: list[str], hand_written: Path, cache_root: Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
+def describe_labels(
+    cfg: Config, labels: list[str], hand_written: Path, cache_root: Path
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """K descriptions per label from ``attributes.provider`` (cached replies are never asked again).
 
     Args:
@@ -169,18 +189,35 @@ def describe_labels(cfg: Config, labels: list[str], hand_written: Path, cache_ro
                 continue
             for label, reply in zip(batch, answers):
                 replies[label] = reply
-                cache.put(keys[label], {"label": label, "prompt": prompts[label], "model": model_id, "provider": ac.provider, "reply": reply})
+                cache.put(
+                    keys[label],
+                    {
+                        "label": label,
+                        "prompt": prompts[label],
+                        "model": model_id,
+                        "provider": ac.provider,
+                        "reply": reply,
+                    },
+                )
         for label, reply in replies.items():
             descs = parse_descriptions(reply, ac.k)
             if descs:
                 result[label] = descs
             else:
                 failed[label] = f"reply has no description: {reply[:80]!r}"
-        prov.update(model=model_id, prompt=ac.prompt, generated=len(todo) - sum(1 for x in todo if x in failed and x not in replies),
-                    cached=len(labels) - len(todo))
+        prov.update(
+            model=model_id,
+            prompt=ac.prompt,
+            generated=len(todo) - sum(1 for x in todo if x in failed and x not in replies),
+            cached=len(labels) - len(todo),
+        )
     if not result:
-        raise AttributesError(f"attributes ({ac.provider}): no label got a description; first failure: {next(iter(failed.items()), None)}")
+        raise AttributesError(
+            f"attributes ({ac.provider}): no label got a description; first failure: {next(iter(failed.items()), None)}"
+        )
     if failed:
-        log.warning("attributes: %d of %d labels without descriptions (see provenance.json 'failed')", len(failed), len(labels))
+        log.warning(
+            "attributes: %d of %d labels without descriptions (see provenance.json 'failed')", len(failed), len(labels)
+        )
     prov.update(described=len(result), failed=failed)
     return result, prov

@@ -27,9 +27,10 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -51,7 +52,9 @@ class RequestError(RuntimeError):
 class VideoItem:
     video_id: str
     path: str
-    frames: torch.Tensor | None = None  # (F, 3, H, W) uint8 decoded ahead by the stage's loader (clip-tagger), else None
+    frames: torch.Tensor | None = (
+        None  # (F, 3, H, W) uint8 decoded ahead by the stage's loader (clip-tagger), else None
+    )
 
 
 @dataclass
@@ -135,8 +138,15 @@ class GenerativeProvider:
 
     def cache_key(self, digest: str) -> str:
         sc = self.sc
-        key = {"provider": self.name, "model": self.model, "prompt": self.prompt, "video": digest,
-               "num_frames": sc.num_frames, "image_size": sc.image_size, "max_tokens": sc.max_tokens}
+        key = {
+            "provider": self.name,
+            "model": self.model,
+            "prompt": self.prompt,
+            "video": digest,
+            "num_frames": sc.num_frames,
+            "image_size": sc.image_size,
+            "max_tokens": sc.max_tokens,
+        }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
     def _ask(self, frames: torch.Tensor) -> tuple[str, int]:  # pragma: no cover - abstract
@@ -175,7 +185,9 @@ class OpenAICompatibleProvider(GenerativeProvider):
 
     name = "openai-compatible"
 
-    def __init__(self, sc: SynthLabelsConfig, vocabulary: list[str], cache_dir: Path, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, sc: SynthLabelsConfig, vocabulary: list[str], cache_dir: Path, sleep: Callable[[float], None] = time.sleep
+    ):
         super().__init__(sc, vocabulary, cache_dir)
         if not sc.endpoint:
             raise SynthProviderError("synth_labels.endpoint is empty; set it to the server's /v1/chat/completions URL")
@@ -194,8 +206,15 @@ class OpenAICompatibleProvider(GenerativeProvider):
     def body(self, frames: torch.Tensor) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": self.prompt}]
         for jpg in frames_to_jpeg(frames, self.sc.jpeg_quality):
-            content.append({"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(jpg).decode()}})
-        return {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": self.sc.max_tokens, "temperature": 0}
+            content.append(
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(jpg).decode()}}
+            )
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.sc.max_tokens,
+            "temperature": 0,
+        }
 
     def _post(self, payload: bytes) -> tuple[bytes, int]:
         headers = {"Content-Type": "application/json"}
@@ -219,7 +238,13 @@ class OpenAICompatibleProvider(GenerativeProvider):
                     raise err from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            log.info("synth_labels: request %d/%d to %s failed (%s)", attempt + 1, self.sc.retries + 1, self.sc.endpoint, last)
+            log.info(
+                "synth_labels: request %d/%d to %s failed (%s)",
+                attempt + 1,
+                self.sc.retries + 1,
+                self.sc.endpoint,
+                last,
+            )
         err = RequestError(f"{self.sc.endpoint}: failed after {self.sc.retries + 1} attempt(s): {last}")
         err.requests = self.sc.retries + 1  # type: ignore[attr-defined]
         raise err
@@ -259,7 +284,9 @@ class TransformersProvider(GenerativeProvider):
             self.processor = AutoProcessor.from_pretrained(str(d), local_files_only=True)
             self.hf_model = AutoModelForImageTextToText.from_pretrained(str(d), local_files_only=True).eval()
         except (OSError, ValueError) as e:
-            raise SynthProviderError(f"cannot load the image-text-to-text model in {d}: {type(e).__name__}: {e}") from None
+            raise SynthProviderError(
+                f"cannot load the image-text-to-text model in {d}: {type(e).__name__}: {e}"
+            ) from None
         self.model = str(d)
 
     @torch.no_grad()
@@ -267,7 +294,9 @@ class TransformersProvider(GenerativeProvider):
         from PIL import Image
 
         images = [Image.fromarray(f.permute(1, 2, 0).numpy()) for f in frames]  # (3, H, W) -> (H, W, 3)
-        messages = [{"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": self.prompt}]}]
+        messages = [
+            {"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": self.prompt}]}
+        ]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
         inputs = self.processor(text=[text], images=images, return_tensors="pt")
         out = self.hf_model.generate(**inputs, max_new_tokens=self.sc.max_tokens, do_sample=False)
@@ -303,7 +332,9 @@ class ClipTaggerProvider:
         template = cfg.baselines.classname_template
         with torch.no_grad():
             chunks = [
-                self.clip.encode_text(self.clip.tokenize([template.replace("{label}", lab) for lab in self.vocabulary[i : i + 256]]))
+                self.clip.encode_text(
+                    self.clip.tokenize([template.replace("{label}", lab) for lab in self.vocabulary[i : i + 256]])
+                )
                 for i in range(0, len(self.vocabulary), 256)
             ]
         self.text = torch.cat(chunks)  # (L, D) unit norm
@@ -320,8 +351,12 @@ class ClipTaggerProvider:
                 frames = load_frames(item.path, self.sc.num_frames, self.frame_size, self.max_pixels)
             except VideoReadError as e:
                 return ProviderAnswer(error=str(e))
-        x = to_model_input(frames, self.device, self.clip.image_mean, self.clip.image_std)  # (F, 3, H, W) float on the device
-        emb = torch.nn.functional.normalize(self.clip.encode_image(x, normalize=True).float().mean(0), dim=-1)  # (F, D) -> (D,)
+        x = to_model_input(
+            frames, self.device, self.clip.image_mean, self.clip.image_std
+        )  # (F, 3, H, W) float on the device
+        emb = torch.nn.functional.normalize(
+            self.clip.encode_image(x, normalize=True).float().mean(0), dim=-1
+        )  # (F, D) -> (D,)
         p = torch.softmax(self.scale * (self.text.float() @ emb), dim=0).cpu()  # (L,)
         order = torch.argsort(p, descending=True).tolist()
         return ProviderAnswer([(self.vocabulary[j], float(p[j])) for j in order[: max(self.sc.top_k, 0) or len(order)]])

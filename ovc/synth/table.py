@@ -84,8 +84,14 @@ class LabelNormalizer:
 
 
 def answer_rows(
-    video_id: str, existing: list[str], answer: list[tuple[str, float]], norm: LabelNormalizer,
-    provider: str, model: str, threshold: float, top_k: int,
+    video_id: str,
+    existing: list[str],
+    answer: list[tuple[str, float]],
+    norm: LabelNormalizer,
+    provider: str,
+    model: str,
+    threshold: float,
+    top_k: int,
 ) -> list[dict[str, Any]]:
     """Rows of labels.parquet for one video: normalised, deduplicated, thresholded, capped."""
     rows: list[dict[str, Any]] = []
@@ -101,10 +107,17 @@ def answer_rows(
             norm.dropped["below_threshold"] += 1
             continue
         seen.add(label)
-        rows.append({
-            "video_id": video_id, "label": label, "provider": provider, "model": model,
-            "score": float(min(max(score, 0.0), 1.0)), "in_vocabulary": in_vocab, "already_labelled": label in existing,
-        })
+        rows.append(
+            {
+                "video_id": video_id,
+                "label": label,
+                "provider": provider,
+                "model": model,
+                "score": float(min(max(score, 0.0), 1.0)),
+                "in_vocabulary": in_vocab,
+                "already_labelled": label in existing,
+            }
+        )
         if top_k > 0 and len(rows) >= top_k:
             break
     return rows
@@ -122,8 +135,17 @@ def write_synth_labels(df: pd.DataFrame, path: str | Path) -> None:
     from ovc.data.schemas import validate
 
     validate(df, SYNTH_LABELS_SCHEMA, f"{path} (synthetic labels to write)")
-    schema = pa.schema([("video_id", pa.string()), ("label", pa.string()), ("provider", pa.string()), ("model", pa.string()),
-                        ("score", pa.float64()), ("in_vocabulary", pa.bool_()), ("already_labelled", pa.bool_())])
+    schema = pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("label", pa.string()),
+            ("provider", pa.string()),
+            ("model", pa.string()),
+            ("score", pa.float64()),
+            ("in_vocabulary", pa.bool_()),
+            ("already_labelled", pa.bool_()),
+        ]
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(df[LABEL_COLUMNS], schema=schema, preserve_index=False), sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
@@ -169,9 +191,12 @@ def merged_train_labels(cfg: Config, df: pd.DataFrame, method: str = "") -> pd.D
         extra.setdefault(vid, []).append(label)
     out = normalize_labels(df)
     out["labels"] = pd.Series(
-        [list(ls) + [x for x in extra.get(vid, []) if x not in ls] if split == TRAIN_SPLIT else list(ls)
-         for vid, ls, split in zip(out["video_id"], out["labels"], out["split"])],
-        index=out.index, dtype=object,
+        [
+            list(ls) + [x for x in extra.get(vid, []) if x not in ls] if split == TRAIN_SPLIT else list(ls)
+            for vid, ls, split in zip(out["video_id"], out["labels"], out["split"])
+        ],
+        index=out.index,
+        dtype=object,
     )
     return validate(out, MANIFEST_SCHEMA, "train manifest merged with synthetic labels")
 

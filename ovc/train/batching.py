@@ -140,7 +140,9 @@ class MultiLabelCollator:
             raise ValueError("MultiLabelCollator: empty batch")
         for i, it in enumerate(items):
             if self.frames_key not in it or self.labels_key not in it:
-                raise KeyError(f"batch item {i} (id {it.get(self.id_key, '?')!r}) lacks {self.frames_key!r} or {self.labels_key!r}")
+                raise KeyError(
+                    f"batch item {i} (id {it.get(self.id_key, '?')!r}) lacks {self.frames_key!r} or {self.labels_key!r}"
+                )
         positives = [list(it[self.labels_key]) for it in items]
         label_set = sample_label_set(positives, self.vocabulary, self.labels_per_video, self._batch_rng(items))
         if label_set.short_by:
@@ -149,7 +151,10 @@ class MultiLabelCollator:
                 log.warning(
                     "vocabulary of %d labels is too small for %d labels per video: batches get fewer labels "
                     "than %d·B (this batch: %d short); counted in short_batches",
-                    len(self.vocabulary), self.labels_per_video, self.labels_per_video, label_set.short_by,
+                    len(self.vocabulary),
+                    self.labels_per_video,
+                    self.labels_per_video,
+                    label_set.short_by,
                 )
                 self._warned = True
         batch: dict[str, Any] = {

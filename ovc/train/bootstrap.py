@@ -54,7 +54,8 @@ import math
 import os
 import re
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,9 @@ def _article(phrase: str) -> str:
 def to_model_input(images: np.ndarray | torch.Tensor, clip: ClipModel) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 on the CLIP's device, normalised with its mean/std."""
     device = clip.model.logit_scale.device
-    x = torch.as_tensor(images).to(device, non_blocking=True).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W), moved as uint8
+    x = (
+        torch.as_tensor(images).to(device, non_blocking=True).permute(0, 3, 1, 2)
+    )  # (N, H, W, 3) -> (N, 3, H, W), moved as uint8
     return normalize_frames(x, clip.image_mean, clip.image_std)
 
 
@@ -262,7 +265,12 @@ def train_clip(
     """
     from tqdm.auto import tqdm
 
-    if bcfg.steps < 1 or bcfg.batch_size < 2 or bcfg.n_frames < bcfg.batch_size or not 0 <= bcfg.shape_steps < bcfg.steps:
+    if (
+        bcfg.steps < 1
+        or bcfg.batch_size < 2
+        or bcfg.n_frames < bcfg.batch_size
+        or not 0 <= bcfg.shape_steps < bcfg.steps
+    ):
         raise ValueError(
             f"bootstrap: need steps >= 1, 0 <= shape_steps < steps, batch_size >= 2 and n_frames >= batch_size "
             f"(got steps={bcfg.steps}, shape_steps={bcfg.shape_steps}, batch_size={bcfg.batch_size}, n_frames={bcfg.n_frames})"
@@ -279,7 +287,9 @@ def train_clip(
 
         t0 = time.perf_counter()
         workers = bcfg.workers if bcfg.workers > 0 else threads
-        images, captions, attrs = render_pool(bcfg.n_frames, bcfg.seed, size=size, max_objects=bcfg.max_objects, workers=workers)
+        images, captions, attrs = render_pool(
+            bcfg.n_frames, bcfg.seed, size=size, max_objects=bcfg.max_objects, workers=workers
+        )
         eval_images, _, eval_attrs = render_pool(
             bcfg.eval_frames, bcfg.seed, size=size, max_objects=1, workers=1, stream_offset=EVAL_STREAM_OFFSET
         )  # fresh frames (streams no training chunk uses); few, so no process start-up
@@ -292,7 +302,9 @@ def train_clip(
         prompts = {k: clip.tokenize(_prompts(k, vocab[k])) for k in WORD_KINDS}
         one_shape = torch.nonzero(words["shape"].sum(dim=1) == 1).squeeze(1)  # captions naming one shape
         if bcfg.shape_steps and len(one_shape) < bcfg.batch_size:
-            raise ValueError(f"bootstrap: only {len(one_shape)} of {len(captions)} captions name one shape; raise n_frames")
+            raise ValueError(
+                f"bootstrap: only {len(one_shape)} of {len(captions)} captions name one shape; raise n_frames"
+            )
 
         model = clip.model
         model.train()
@@ -302,7 +314,14 @@ def train_clip(
         max_scale = math.log(bcfg.max_logit_scale)
         g = torch.Generator().manual_seed(bcfg.seed)
 
-        hist: dict[str, Any] = {"loss": [], "caption_loss": [], "shape_loss": [], "lr": [], "logit_scale": [], "evals": []}
+        hist: dict[str, Any] = {
+            "loss": [],
+            "caption_loss": [],
+            "shape_loss": [],
+            "lr": [],
+            "logit_scale": [],
+            "evals": [],
+        }
         t1, c1 = time.perf_counter(), time.process_time()
         bar = tqdm(range(bcfg.steps), desc="bootstrap_clip", disable=not progress, mininterval=2.0)
         for step in bar:
@@ -340,8 +359,12 @@ def train_clip(
                 hist["shape_loss"].append(round(word["shape"].item(), 5))
             hist["lr"].append(opt.param_groups[0]["lr"])
             hist["logit_scale"].append(round(model.logit_scale.exp().item(), 3))
-            bar.set_postfix(phase="shape" if shape_phase else "captions", loss=f"{loss.item():.3f}",
-                            scale=f"{hist['logit_scale'][-1]:.1f}", refresh=False)
+            bar.set_postfix(
+                phase="shape" if shape_phase else "captions",
+                loss=f"{loss.item():.3f}",
+                scale=f"{hist['logit_scale'][-1]:.1f}",
+                refresh=False,
+            )
             if bcfg.eval_every and (step + 1) % bcfg.eval_every == 0 and step + 1 < bcfg.steps:
                 zs = zero_shot_accuracy(clip, eval_images, eval_attrs)
                 hist["evals"].append({"step": step + 1, **{k: v["top1"] for k, v in zs.items()}})
@@ -351,8 +374,14 @@ def train_clip(
         clip.eval()
         zs = zero_shot_accuracy(clip, eval_images, eval_attrs)
         hist["evals"].append({"step": bcfg.steps, **{k: v["top1"] for k, v in zs.items()}})
-        hist.update(render_s=round(render_s, 2), train_s=round(train_s, 2), train_cpu_s=round(train_cpu_s, 2), steps_per_s=round(bcfg.steps / train_s, 3),
-                    zero_shot=zs, threads=threads)
+        hist.update(
+            render_s=round(render_s, 2),
+            train_s=round(train_s, 2),
+            train_cpu_s=round(train_cpu_s, 2),
+            steps_per_s=round(bcfg.steps / train_s, 3),
+            zero_shot=zs,
+            threads=threads,
+        )
         return clip.lock(), hist
     finally:
         torch.set_num_threads(prev_threads)

@@ -28,7 +28,13 @@ Frames = tuple[np.ndarray, list[str], list[dict[str, Any]]]
 
 
 def render_frames(
-    n: int, seed: int, *, size: int = 64, max_objects: int = 2, world: World = WORLD, stream: int = 0,
+    n: int,
+    seed: int,
+    *,
+    size: int = 64,
+    max_objects: int = 2,
+    world: World = WORLD,
+    stream: int = 0,
 ) -> Frames:
     """Render ``n`` captioned still frames, deterministic in ``(seed, stream)``.
 
@@ -61,7 +67,13 @@ def _render_chunk(job: tuple[int, int, int, int, int]) -> Frames:
 
 
 def render_pool(
-    n: int, seed: int, *, size: int = 64, max_objects: int = 2, workers: int = 1, stream_offset: int = 0,
+    n: int,
+    seed: int,
+    *,
+    size: int = 64,
+    max_objects: int = 2,
+    workers: int = 1,
+    stream_offset: int = 0,
 ) -> Frames:
     """:func:`render_frames` of ``n`` frames in chunks over ``workers`` processes (same result for any ``workers``).
 
@@ -75,7 +87,9 @@ def render_pool(
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
                 parts = list(ex.map(_render_chunk, jobs))
         except (BrokenProcessPool, RuntimeError, OSError) as e:
-            log.warning("frame rendering in %d processes failed (%s: %s); rendering serially", workers, type(e).__name__, e)
+            log.warning(
+                "frame rendering in %d processes failed (%s: %s); rendering serially", workers, type(e).__name__, e
+            )
     if parts is None:
         parts = [_render_chunk(j) for j in jobs]
     images = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, size, size, 3), np.uint8)

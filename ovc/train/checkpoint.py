@@ -44,7 +44,9 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def save_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_weights(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """Write tensors as safetensors atomically (tmp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,10 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     done = [
         p
         for p in root.iterdir()
-        if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").exists() and (p / "weights.safetensors").exists()
+        if p.is_dir()
+        and p.name.startswith(_PREFIX)
+        and (p / "state.json").exists()
+        and (p / "weights.safetensors").exists()
     ]
     return max(done, key=lambda p: int(p.name[len(_PREFIX) :])) if done else None
 

@@ -24,7 +24,9 @@ class TrainData:
         if len(df) == 0:
             raise ValueError(f"{manifest_path}: no videos with split 'train'")
         df = merged_train_labels(cfg, df, method)  # + synthetic labels (paper §4.4) when switched on
-        self.vocabulary = merged_train_vocabulary(cfg, sorted(vocab.loc[vocab["vocab"] == "train", "label"].tolist()), method)
+        self.vocabulary = merged_train_vocabulary(
+            cfg, sorted(vocab.loc[vocab["vocab"] == "train", "label"].tolist()), method
+        )
         self.video_ids = df["video_id"].tolist()
         self.labels = [list(x) for x in df["labels"]]
         self.paths = [str(resolve_video_path(manifest_path, p)) for p in df["path"]]

@@ -40,13 +40,18 @@ def cache_fingerprint(cfg: Config) -> str:
     from ovc.models.pretrained import resolve_clip_config, training_inputs_digest
 
     h = hashlib.sha256()
-    h.update(json.dumps({
-        "clip": resolve_clip_config(cfg).__dict__,
-        "num_frames": cfg.reader.num_frames,
-        "image_size": cfg.reader.image_size,
-        "sampling": cfg.reader.eval_sampling,
-        "temporal_layers": cfg.video_encoder.temporal_layers,
-    }, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "clip": resolve_clip_config(cfg).__dict__,
+                "num_frames": cfg.reader.num_frames,
+                "image_size": cfg.reader.image_size,
+                "sampling": cfg.reader.eval_sampling,
+                "temporal_layers": cfg.video_encoder.temporal_layers,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     h.update(training_inputs_digest(cfg))
     return h.hexdigest()[:16]
 
@@ -60,7 +65,7 @@ class FeatureCache:
         self.row = {vid: i for i, vid in enumerate(video_ids)}
 
     @classmethod
-    def load(cls, cfg: Config) -> "FeatureCache":
+    def load(cls, cfg: Config) -> FeatureCache:
         """Open the cache; raise StaleFeaturesError when it does not match the current weights/data."""
         from safetensors.torch import load_file
 
@@ -70,7 +75,9 @@ class FeatureCache:
             raise StaleFeaturesError(f"features.enabled is true but {d} holds no cache: run `ovc stage features`")
         index = json.loads(index_path.read_text())
         if index["fingerprint"] != cache_fingerprint(cfg):
-            raise StaleFeaturesError(f"{d} was built from other CLIP weights, frames or data: re-run `ovc stage features`")
+            raise StaleFeaturesError(
+                f"{d} was built from other CLIP weights, frames or data: re-run `ovc stage features`"
+            )
         tensors = load_file(str(d / "train.safetensors"))
         return cls(tensors["embeds"], tensors["tokens"], index["video_ids"])
 

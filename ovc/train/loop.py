@@ -57,7 +57,17 @@ def run_fingerprint(cfg: Config, method: str) -> str:
 
     d = asdict(cfg)
     parts: dict[str, Any] = {"method": method}
-    for section in ("train", "loss", "llm", "label_encoder", "video_encoder", "baselines", "reader", "clip", "synth_labels"):
+    for section in (
+        "train",
+        "loss",
+        "llm",
+        "label_encoder",
+        "video_encoder",
+        "baselines",
+        "reader",
+        "clip",
+        "synth_labels",
+    ):
         if section in d:
             parts[section] = {k: v for k, v in d[section].items() if k not in _NOT_IN_FINGERPRINT.get(section, ())}
     # training from the feature cache sees fixed uniform frames stored in features.dtype, not the
@@ -130,7 +140,9 @@ class StepModel(torch.nn.Module):
         return batch_scores(self.method, videos, labels, alpha)
 
 
-def batch_loss(method, videos, labels: list[str], targets: torch.Tensor, cfg: Config, alpha: float | None = None) -> torch.Tensor:
+def batch_loss(
+    method, videos, labels: list[str], targets: torch.Tensor, cfg: Config, alpha: float | None = None
+) -> torch.Tensor:
     """Paper eq. 2 for one batch; ``videos`` are frames or cached trunk features (VideoFeatures)."""
     scores = batch_scores(method, videos, labels, alpha)
     return _loss(scores, targets, cfg)
@@ -147,8 +159,15 @@ def model_inputs(raw, device: torch.device | str, mean, std):
     return to_model_input(raw, device, mean, std)
 
 
-def step_loss(model: torch.nn.Module, videos, labels: list[str], targets: torch.Tensor, cfg: Config,
-              device: torch.device, alpha: float | None = None) -> torch.Tensor:
+def step_loss(
+    model: torch.nn.Module,
+    videos,
+    labels: list[str],
+    targets: torch.Tensor,
+    cfg: Config,
+    device: torch.device,
+    alpha: float | None = None,
+) -> torch.Tensor:
     """One step's forward: scores under autocast (CUDA + ``compute.amp``; CPU bf16 with
     ``compute.cpu_amp`` where the CPU has it natively), the loss in fp32 with the targets moved to
     the scores' device. ``model`` is a :class:`StepModel` (or its DDP wrapper)."""
@@ -163,8 +182,18 @@ def _loss(scores: torch.Tensor, targets: torch.Tensor, cfg: Config) -> torch.Ten
     from ovc.train.loss import multilabel_loss_from_scores
 
     # fp32 loss whatever precision the scores were computed in (autocast on GPUs)
-    return multilabel_loss_from_scores(scores.float(), targets.to(scores.device), tau=cfg.loss.tau,
-                                       neg_weight=cfg.loss.neg_weight, reduction=cfg.loss.reduction)
+    return multilabel_loss_from_scores(
+        scores.float(),
+        targets.to(scores.device),
+        tau=cfg.loss.tau,
+        neg_weight=cfg.loss.neg_weight,
+        reduction=cfg.loss.reduction,
+    )
+
+
+def _ray_train_loop(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry: :func:`train_worker` (the driver reads each run's history.json)."""
+    train_worker(config)
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -189,14 +218,20 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         device = ray.train.torch.get_device()  # the GPU Ray assigned to this worker (CPU without GPUs)
     else:
         device = resolve_device(cfg.compute.device)
-    load_features = functools.cache(lambda: FeatureCache.load(cfg))  # read once per worker, shared by the methods that use it
+    load_features = functools.cache(
+        lambda: FeatureCache.load(cfg)
+    )  # read once per worker, shared by the methods that use it
     results = {}
     for job in config["methods"]:
-        results[job["method"]] = _train_one(cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features, device)
+        results[job["method"]] = _train_one(
+            cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features, device
+        )
     return results
 
 
-def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device) -> dict[str, Any]:
+def _train_one(
+    cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device
+) -> dict[str, Any]:
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
     ``load_features()`` returns the feature cache (called only when the method trains from it)."""
     from ovc.data.loader import ClipLoader
@@ -228,7 +263,9 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         cache = load_features()
         if rank == 0:
             log.info("%s: training from the feature cache (fixed %s frames)", method_name, cfg.reader.eval_sampling)
-    loader = ClipLoader.from_config(cfg, data.paths, train=True, stage=f"train {method_name} (rank {rank})", device=device)
+    loader = ClipLoader.from_config(
+        cfg, data.paths, train=True, stage=f"train {method_name} (rank {rank})", device=device
+    )
 
     out = run_dir(cfg, method_name)
     history: list[dict[str, Any]] = []
@@ -252,8 +289,10 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         # and are left alone; find_unused_parameters covers methods whose every trainable tensor is
         # not used in every step (e.g. the last temporal block's frame path).
         model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False, find_unused_parameters=True,
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+            find_unused_parameters=True,
         )
     video_encoder = method.video_encoder if isinstance(method.video_encoder, VideoEncoder) else None
 
@@ -297,7 +336,11 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
                 g["lr"] = tcfg.lr * scheduler(global_step)
             _seed_everything(tcfg.seed, epoch, step, rank)
             # one α per step, the same on every worker (§3.2: one interpolation of the weights per step)
-            alpha = video_encoder.sample_alpha(torch.Generator().manual_seed(_step_seed(tcfg.seed, epoch, step, 0xA1FA))) if video_encoder else None
+            alpha = (
+                video_encoder.sample_alpha(torch.Generator().manual_seed(_step_seed(tcfg.seed, epoch, step, 0xA1FA)))
+                if video_encoder
+                else None
+            )
             optimizer.zero_grad(set_to_none=True)
             b = step * world + rank
             step_inputs, weight = None, 0.0
@@ -306,11 +349,20 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
                 videos, kept = inputs_of(next(source))
                 wait += time.perf_counter() - t_wait
                 if kept:
-                    batch = collator([{"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]} for j, i in enumerate(kept)])
+                    batch = collator(
+                        [
+                            {"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]}
+                            for j, i in enumerate(kept)
+                        ]
+                    )
                     step_inputs, weight = (videos, batch["labels"], batch["targets"]), 1.0
                     fallback = step_inputs
             if step_inputs is None and dist is not None:
-                step_inputs = fallback if fallback is not None else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
+                step_inputs = (
+                    fallback
+                    if fallback is not None
+                    else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
+                )
             if step_inputs is not None:
                 videos, labels, targets = step_inputs
                 loss = step_loss(model, videos, labels, targets, cfg, device, alpha)
@@ -337,7 +389,9 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
                 bar.set_postfix(loss=f"{loss_sum / max(batch_count, 1):.3f}")
         if bar is not None:
             bar.close()
-        loss_sum, batch_count, pair_count, skipped = _allreduce_sum([loss_sum, batch_count, pair_count, float(len(loader.failures))], device)
+        loss_sum, batch_count, pair_count, skipped = _allreduce_sum(
+            [loss_sum, batch_count, pair_count, float(len(loader.failures))], device
+        )
         loader.failures.clear()
         metrics = {
             "epoch": epoch + 1,
@@ -352,9 +406,20 @@ def _train_one(cfg: Config, method_name: str, fingerprint: str, stop_after: int 
         ckpt_path = None
         if rank == 0:
             ckpt_path = save_checkpoint(
-                out, epoch + 1, method.state_dict_trainable(), optimizer.state_dict(), {"history": history, "method": method_name, "fingerprint": fingerprint}
+                out,
+                epoch + 1,
+                method.state_dict_trainable(),
+                optimizer.state_dict(),
+                {"history": history, "method": method_name, "fingerprint": fingerprint},
             )
-            log.info("%s epoch %d/%d: loss %.4f (%.1f s)", method_name, epoch + 1, tcfg.epochs, metrics["loss"], metrics["seconds"])
+            log.info(
+                "%s epoch %d/%d: loss %.4f (%.1f s)",
+                method_name,
+                epoch + 1,
+                tcfg.epochs,
+                metrics["loss"],
+                metrics["seconds"],
+            )
         _report({"method": method_name, **metrics}, ckpt_path)
 
     if rank == 0:
@@ -369,7 +434,12 @@ def _first_readable(batches, inputs_of, loader, collator, data, epoch: int, cach
     for b in batches:
         videos, kept = inputs_of(b if cache is not None else next(loader.batches([b], epoch)))
         if kept:
-            batch = collator([{"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]} for j, i in enumerate(kept)])
+            batch = collator(
+                [
+                    {"index": torch.tensor(j), "labels": data.labels[i], "video_id": data.video_ids[i]}
+                    for j, i in enumerate(kept)
+                ]
+            )
             return videos, batch["labels"], batch["targets"]
     raise ValueError("train: no readable video in the training split")
 
@@ -435,7 +505,12 @@ def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None
             log.info("%s: %s holds no checkpoint of these params/data; starting afresh", method, out)
             shutil.rmtree(out)  # another configuration's run (or debris): never resume it
         jobs.append({"method": method, "fingerprint": fingerprint})
-    payload = {"cfg": asdict(_absolute_paths(cfg)), "methods": jobs, "stop_after_epochs": stop_after_epochs, "ray": cfg.train.num_workers > 0}
+    payload = {
+        "cfg": asdict(_absolute_paths(cfg)),
+        "methods": jobs,
+        "stop_after_epochs": stop_after_epochs,
+        "ray": cfg.train.num_workers > 0,
+    }
     if cfg.train.num_workers <= 0:
         train_worker(payload)
     else:
@@ -455,7 +530,7 @@ def _absolute_paths(cfg: Config) -> Config:
 
     pretrained = cfg.clip.pretrained
     prefix = "local-dir:" if pretrained.startswith("local-dir:") else ""
-    local = pretrained[len(prefix):]
+    local = pretrained[len(prefix) :]
     if local and not os.path.isabs(local) and os.path.exists(local):
         pretrained = prefix + str(Path(local).resolve())
     return dataclasses.replace(
@@ -473,14 +548,18 @@ def _fit_with_ray(payload: dict[str, Any], cfg: Config) -> None:
     env = {k: os.environ[k] for k in _WORKER_ENV if k in os.environ}
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
-        init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False, "log_to_driver": True}
+        init_kwargs: dict[str, Any] = {
+            "runtime_env": {"env_vars": env},
+            "include_dashboard": False,
+            "log_to_driver": True,
+        }
         if not address:
             # a local single-node cluster sized for the workers (+1 CPU for Ray Train's controller)
             init_kwargs["num_cpus"] = max(os.cpu_count() or 1, cfg.train.num_workers + 1)
         ray.init(address=address or None, **init_kwargs)
     use_gpu = torch.cuda.is_available() and cfg.train.use_gpu
     trainer = TorchTrainer(
-        train_worker,
+        _ray_train_loop,
         train_loop_config=payload,
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(

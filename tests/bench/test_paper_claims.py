@@ -19,17 +19,27 @@ def test_paper_claims_quick_table_shape(tmp_path, monkeypatch):
     for split in ("val", "open_synonyms", "open_temporal", "open_actions_related"):
         assert set(cells[split]) == set(QUICK_EVAL)
     syn = cells["open_synonyms"]["coop"]
-    assert syn["aupr_macro_novel"]["n"] == 3 and syn["aupr_macro_known"]["n"] == 3 and syn["aupr_ratio_novel_known"]["n"] == 3
+    assert (
+        syn["aupr_macro_novel"]["n"] == 3
+        and syn["aupr_macro_known"]["n"] == 3
+        and syn["aupr_ratio_novel_known"]["n"] == 3
+    )
     assert cells["val"]["coop"]["aupr_macro_novel"]["n"] == 0  # val has no novel label
     trained = cells["val"]["coop"]["aupr_macro"]
     assert trained["n"] == 3 and trained["std"] >= 0
-    assert cells["val"]["coop_step0"]["aupr_macro"]["std"] == pytest.approx(0.0, abs=1e-12)  # untrained: same for every seed
+    assert cells["val"]["coop_step0"]["aupr_macro"]["std"] == pytest.approx(
+        0.0, abs=1e-12
+    )  # untrained: same for every seed
     # every claim is either judged or skipped with a reason; only the CoOp* one can be judged here
     assert len(out["claims"]) + len(out["claims_skipped"]) == len(PAPER_CLAIMS)
     (row,) = out["claims"]
     assert set(row) == {"claim", "split", "metric", "method", "baseline", "margin", "std", "holds", "n_seeds"}
     assert (row["method"], row["baseline"], row["n_seeds"]) == ("coop", "coop_step0", 3)
-    assert isinstance(row["holds"], bool) and math.isfinite(row["margin"]) and row["holds"] == (row["margin"] > 2 * row["std"])
+    assert (
+        isinstance(row["holds"], bool)
+        and math.isfinite(row["margin"])
+        and row["holds"] == (row["margin"] > 2 * row["std"])
+    )
     md = (tmp_path / "claims.md").read_text().splitlines()
     table = [line for line in md if line.startswith("|")]
     assert len(table) == 2 + len(PAPER_CLAIMS)

@@ -22,10 +22,10 @@ from ovc.data.adapters.tfrecord import (
     write_tfrecords,
 )
 from ovc.data.ingest import IngestError
-from ovc.stages.ingest import ingest
 from ovc.data.manifest import read_manifest, read_vocabulary, resolve_video_path
 from ovc.data.synthworld import write_mp4
 from ovc.data.video import read_frames
+from ovc.stages.ingest import ingest
 
 
 def _mp4(path: Path, frames: int = 4, fps: int = 4, size: int = 32) -> Path:
@@ -60,14 +60,24 @@ def test_tfrecord_roundtrip_and_bad_file(tmp_path):
         [
             encode_example({"id": [b"ab12"], "labels": [3, 0, 700], "mean_rgb": [0.5, -1.25]}),
             encode_sequence_example(
-                {"id": [b"cd34"], "segment_labels": [1, 2], "segment_start_times": [5, 30], "segment_scores": [1.0, 0.0]},
+                {
+                    "id": [b"cd34"],
+                    "segment_labels": [1, 2],
+                    "segment_start_times": [5, 30],
+                    "segment_scores": [1.0, 0.0],
+                },
                 {"rgb": [b"\x01" * 8, b"\x02" * 8]},
             ),
         ],
     )
     a, b = list(read_tfrecord_features(path, verify_data=True))
     assert a == {"id": [b"ab12"], "labels": [3, 0, 700], "mean_rgb": [0.5, -1.25]}
-    assert b == {"id": [b"cd34"], "segment_labels": [1, 2], "segment_start_times": [5, 30], "segment_scores": [1.0, 0.0]}
+    assert b == {
+        "id": [b"cd34"],
+        "segment_labels": [1, 2],
+        "segment_start_times": [5, 30],
+        "segment_scores": [1.0, 0.0],
+    }
     bad = tmp_path / "bad.tfrecord"
     bad.write_bytes(b"this is not a tfrecord file at all")
     with pytest.raises(TFRecordError, match="bad.tfrecord"):
@@ -86,14 +96,29 @@ def test_tfrecord_matches_protobuf_wire_format(tmp_path):
         m.field.add(name="value", number=1, type=ftype, label=F.LABEL_REPEATED)
     feat = fdp.message_type.add(name="Feature")
     feat.oneof_decl.add(name="kind")
-    for i, (name, tname) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"), ("int64_list", "Int64List")), 1):
-        feat.field.add(name=name, number=i, type=F.TYPE_MESSAGE, type_name=f".ovctest.{tname}", label=F.LABEL_OPTIONAL, oneof_index=0)
+    for i, (name, tname) in enumerate(
+        (("bytes_list", "BytesList"), ("float_list", "FloatList"), ("int64_list", "Int64List")), 1
+    ):
+        feat.field.add(
+            name=name,
+            number=i,
+            type=F.TYPE_MESSAGE,
+            type_name=f".ovctest.{tname}",
+            label=F.LABEL_OPTIONAL,
+            oneof_index=0,
+        )
     feats = fdp.message_type.add(name="Features")
     entry = feats.nested_type.add(name="FeatureEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, type_name=".ovctest.Feature", label=F.LABEL_OPTIONAL)
-    feats.field.add(name="feature", number=1, type=F.TYPE_MESSAGE, type_name=".ovctest.Features.FeatureEntry", label=F.LABEL_REPEATED)
+    feats.field.add(
+        name="feature",
+        number=1,
+        type=F.TYPE_MESSAGE,
+        type_name=".ovctest.Features.FeatureEntry",
+        label=F.LABEL_REPEATED,
+    )
     ex = fdp.message_type.add(name="Example")
     ex.field.add(name="features", number=1, type=F.TYPE_MESSAGE, type_name=".ovctest.Features", label=F.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
@@ -118,11 +143,11 @@ def _yt8m_root(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "vocabulary.csv").write_text(
         "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription\n"
-        "0,378135,/m/03bt1gh,Game,https://en.wikipedia.org/wiki/Game,Games,,,\"A game is structured form of play.\"\n"
-        "1,200813,/m/01mw1,Video game,https://en.wikipedia.org/wiki/Video_game,Games,,,\"An electronic game, usually played on a screen.\"\n"
-        "2,181579,/m/0k4j,Car,https://en.wikipedia.org/wiki/Car,Autos & Vehicles,,,\"A car is a wheeled, self-powered motor vehicle.\"\n"
-        "3,135357,/m/02wbm,Food,https://en.wikipedia.org/wiki/Food,Food & Drink,,,\"Food is any substance consumed.\"\n"
-        "4,12,/m/0xyz,Guitar,https://en.wikipedia.org/wiki/Guitar,Arts & Entertainment,Hobbies & Leisure,,\"A guitar.\"\n"
+        '0,378135,/m/03bt1gh,Game,https://en.wikipedia.org/wiki/Game,Games,,,"A game is structured form of play."\n'
+        '1,200813,/m/01mw1,Video game,https://en.wikipedia.org/wiki/Video_game,Games,,,"An electronic game, usually played on a screen."\n'
+        '2,181579,/m/0k4j,Car,https://en.wikipedia.org/wiki/Car,Autos & Vehicles,,,"A car is a wheeled, self-powered motor vehicle."\n'
+        '3,135357,/m/02wbm,Food,https://en.wikipedia.org/wiki/Food,Food & Drink,,,"Food is any substance consumed."\n'
+        '4,12,/m/0xyz,Guitar,https://en.wikipedia.org/wiki/Guitar,Arts & Entertainment,Hobbies & Leisure,,"A guitar."\n'
     )
     (root / "video").mkdir()
     write_tfrecords(
@@ -130,7 +155,9 @@ def _yt8m_root(tmp_path: Path) -> Path:
         [
             encode_example({"id": [b"aa11"], "labels": [2, 3], "mean_rgb": [0.0] * 4, "mean_audio": [0.0] * 2}),
             encode_example({"id": [b"bb22"], "labels": [1, 4, 999], "mean_rgb": [0.0] * 4, "mean_audio": [0.0] * 2}),
-            encode_example({"id": [b"cc33"], "labels": [2], "mean_rgb": [0.0] * 4, "mean_audio": [0.0] * 2}),  # no video file
+            encode_example(
+                {"id": [b"cc33"], "labels": [2], "mean_rgb": [0.0] * 4, "mean_audio": [0.0] * 2}
+            ),  # no video file
         ],
     )
     (root / "segments").mkdir()
@@ -138,7 +165,12 @@ def _yt8m_root(tmp_path: Path) -> Path:
         root / "segments" / "validate0000.tfrecord",
         [
             encode_sequence_example(
-                {"id": [b"dd44"], "segment_labels": [3, 2, 4], "segment_start_times": [10, 35, 60], "segment_scores": [1.0, 0.0, 1.0]},
+                {
+                    "id": [b"dd44"],
+                    "segment_labels": [3, 2, 4],
+                    "segment_start_times": [10, 35, 60],
+                    "segment_scores": [1.0, 0.0, 1.0],
+                },
                 {"rgb": [b"\x00" * 4] * 3},
             )
         ],
@@ -203,7 +235,7 @@ def test_kinetics(tmp_path):
         "label,youtube_id,time_start,time_end,split,is_cc\n"
         "abseiling,---QUuC4vJs,3,13,train,0\n"
         "playing guitar,--0NTAs-fA0,29,39,train,0\n"
-        "\"passing American football (in game)\",-0xHyH0ya5c,10,20,train,0\n"
+        '"passing American football (in game)",-0xHyH0ya5c,10,20,train,0\n'
     )
     (root / "annotations" / "validate.csv").write_text(
         "label,youtube_id,time_start,time_end,split\nabseiling,0wR5jVB-WPk,417,427,val\n"
@@ -232,23 +264,100 @@ def test_tao_frames_encoded_and_prepared_videos(tmp_path):
     (root / "annotations").mkdir(parents=True)
     data = {
         "videos": [
-            {"id": 1, "name": "val/YFCC100M/v_abc", "width": 40, "height": 30, "neg_category_ids": [], "not_exhaustive_category_ids": [], "metadata": {}},
-            {"id": 2, "name": "val/ArgoVerse/seq2", "width": 40, "height": 30, "neg_category_ids": [], "not_exhaustive_category_ids": [], "metadata": {}},
-            {"id": 3, "name": "val/HACS/gone", "width": 40, "height": 30, "neg_category_ids": [], "not_exhaustive_category_ids": [], "metadata": {}},
+            {
+                "id": 1,
+                "name": "val/YFCC100M/v_abc",
+                "width": 40,
+                "height": 30,
+                "neg_category_ids": [],
+                "not_exhaustive_category_ids": [],
+                "metadata": {},
+            },
+            {
+                "id": 2,
+                "name": "val/ArgoVerse/seq2",
+                "width": 40,
+                "height": 30,
+                "neg_category_ids": [],
+                "not_exhaustive_category_ids": [],
+                "metadata": {},
+            },
+            {
+                "id": 3,
+                "name": "val/HACS/gone",
+                "width": 40,
+                "height": 30,
+                "neg_category_ids": [],
+                "not_exhaustive_category_ids": [],
+                "metadata": {},
+            },
         ],
         "images": [
-            {"id": 10 + i, "video_id": 1, "file_name": f"val/YFCC100M/v_abc/frame{i:04d}.jpg", "frame_index": i * 30, "width": 40, "height": 30}
+            {
+                "id": 10 + i,
+                "video_id": 1,
+                "file_name": f"val/YFCC100M/v_abc/frame{i:04d}.jpg",
+                "frame_index": i * 30,
+                "width": 40,
+                "height": 30,
+            }
             for i in range(3)
         ],
         "annotations": [
-            {"id": 1, "image_id": 10, "video_id": 1, "track_id": 1, "category_id": 95, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0},
-            {"id": 2, "image_id": 11, "video_id": 1, "track_id": 2, "category_id": 805, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0},
-            {"id": 3, "image_id": 12, "video_id": 1, "track_id": 1, "category_id": 95, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0},
-            {"id": 4, "image_id": 99, "video_id": 2, "track_id": 3, "category_id": 60, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 10,
+                "video_id": 1,
+                "track_id": 1,
+                "category_id": 95,
+                "bbox": [1, 1, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 11,
+                "video_id": 1,
+                "track_id": 2,
+                "category_id": 805,
+                "bbox": [1, 1, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },
+            {
+                "id": 3,
+                "image_id": 12,
+                "video_id": 1,
+                "track_id": 1,
+                "category_id": 95,
+                "bbox": [1, 1, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },
+            {
+                "id": 4,
+                "image_id": 99,
+                "video_id": 2,
+                "track_id": 3,
+                "category_id": 60,
+                "bbox": [1, 1, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },
         ],
-        "tracks": [{"id": 1, "video_id": 1, "category_id": 95}, {"id": 2, "video_id": 1, "category_id": 805}, {"id": 3, "video_id": 2, "category_id": 60}],
+        "tracks": [
+            {"id": 1, "video_id": 1, "category_id": 95},
+            {"id": 2, "video_id": 1, "category_id": 805},
+            {"id": 3, "video_id": 2, "category_id": 60},
+        ],
         "categories": [
-            {"id": 95, "name": "baseball_bat", "synset": "baseball_bat.n.01", "synonyms": ["baseball_bat"], "frequency": "f"},
+            {
+                "id": 95,
+                "name": "baseball_bat",
+                "synset": "baseball_bat.n.01",
+                "synonyms": ["baseball_bat"],
+                "frequency": "f",
+            },
             {"id": 805, "name": "person", "synset": "person.n.01", "synonyms": ["person"], "frequency": "f"},
             {"id": 60, "name": "bow_(weapon)", "synset": "bow.n.04", "synonyms": ["bow_(weapon)"], "frequency": "r"},
             {"id": 7, "name": "never_annotated", "synset": "x.n.01", "synonyms": [], "frequency": "r"},
@@ -265,7 +374,11 @@ def test_tao_frames_encoded_and_prepared_videos(tmp_path):
     raw, m, v = _outputs(tmp_path)
     assert summary["missing_ids"] == ["val_HACS_gone"] and summary["notes"]["encoded_from_frames"] == 1
     enc = m.loc["val_YFCC100M_v_abc"]
-    assert enc["labels"] == ["baseball bat", "person"] and enc["split"] == "open_tao" and enc["path"] == "videos/val_YFCC100M_v_abc.mp4"
+    assert (
+        enc["labels"] == ["baseball bat", "person"]
+        and enc["split"] == "open_tao"
+        and enc["path"] == "videos/val_YFCC100M_v_abc.mp4"
+    )
     frames = read_frames(resolve_video_path(raw / "manifest.parquet", enc["path"]), 3, None)
     assert frames.shape[0] == 3 and frames.shape[2] == 16  # short side 16 (30x40 -> 16x20 or so)
     assert m.loc["val_ArgoVerse_seq2", "labels"] == ["bow (weapon)"]
@@ -284,18 +397,49 @@ def test_activitynet(tmp_path):
         "taxonomy": [
             {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
             {"nodeId": 1, "nodeName": "Sports, Exercise, and Recreation", "parentId": 0, "parentName": "Root"},
-            {"nodeId": 2, "nodeName": "Racquet sports", "parentId": 1, "parentName": "Sports, Exercise, and Recreation"},
+            {
+                "nodeId": 2,
+                "nodeName": "Racquet sports",
+                "parentId": 1,
+                "parentName": "Sports, Exercise, and Recreation",
+            },
             {"nodeId": 3, "nodeName": "Playing squash", "parentId": 2, "parentName": "Racquet sports"},
             {"nodeId": 4, "nodeName": "Household Activities", "parentId": 0, "parentName": "Root"},
             {"nodeId": 5, "nodeName": "Vacuuming floor", "parentId": 4, "parentName": "Household Activities"},
         ],
         "database": {
-            "sJFgo9H6zNo": {"subset": "validation", "duration": 139.0, "resolution": "640x360", "url": "https://www.youtube.com/watch?v=sJFgo9H6zNo",
-                            "annotations": [{"segment": [0.0, 48.2], "label": "Playing squash"}, {"segment": [60.0, 90.0], "label": "Vacuuming floor"},
-                                            {"segment": [95.0, 99.0], "label": "Playing squash"}]},
-            "V1xi2ytlhmo": {"subset": "validation", "duration": 20.0, "resolution": "640x360", "url": "", "annotations": [{"segment": [1, 2], "label": "Vacuuming floor"}]},
-            "missing_one": {"subset": "validation", "duration": 20.0, "resolution": "640x360", "url": "", "annotations": [{"segment": [1, 2], "label": "Vacuuming floor"}]},
-            "trainvid": {"subset": "training", "duration": 20.0, "resolution": "640x360", "url": "", "annotations": [{"segment": [1, 2], "label": "Playing squash"}]},
+            "sJFgo9H6zNo": {
+                "subset": "validation",
+                "duration": 139.0,
+                "resolution": "640x360",
+                "url": "https://www.youtube.com/watch?v=sJFgo9H6zNo",
+                "annotations": [
+                    {"segment": [0.0, 48.2], "label": "Playing squash"},
+                    {"segment": [60.0, 90.0], "label": "Vacuuming floor"},
+                    {"segment": [95.0, 99.0], "label": "Playing squash"},
+                ],
+            },
+            "V1xi2ytlhmo": {
+                "subset": "validation",
+                "duration": 20.0,
+                "resolution": "640x360",
+                "url": "",
+                "annotations": [{"segment": [1, 2], "label": "Vacuuming floor"}],
+            },
+            "missing_one": {
+                "subset": "validation",
+                "duration": 20.0,
+                "resolution": "640x360",
+                "url": "",
+                "annotations": [{"segment": [1, 2], "label": "Vacuuming floor"}],
+            },
+            "trainvid": {
+                "subset": "training",
+                "duration": 20.0,
+                "resolution": "640x360",
+                "url": "",
+                "annotations": [{"segment": [1, 2], "label": "Playing squash"}],
+            },
             "testvid": {"subset": "testing", "duration": 20.0, "resolution": "640x360", "url": "", "annotations": []},
         },
     }
@@ -309,7 +453,10 @@ def test_activitynet(tmp_path):
     assert m.loc["sJFgo9H6zNo", "labels"] == ["Playing squash", "Vacuuming floor"]
     assert set(m["split"]) == {"open_activitynet"}
     verticals = dict(zip(v["label"], v["vertical"]))
-    assert verticals == {"Playing squash": "Sports, Exercise, and Recreation", "Vacuuming floor": "Household Activities"}
+    assert verticals == {
+        "Playing squash": "Sports, Exercise, and Recreation",
+        "Vacuuming floor": "Household Activities",
+    }
     assert set(v["kind"]) == {"action"} and set(v["vocab"]) == {"open_activitynet"}
     assert summary["notes"]["skipped_subsets"] == {"training": 1, "testing": 1}  # reported, not silently dropped
     # the subsets param: training videos join the open split when asked for
@@ -361,7 +508,16 @@ def test_mix_kinetics_and_activitynet(tmp_path):
     a = tmp_path / "a"
     a.mkdir()
     (a / "activity_net.v1-3.min.json").write_text(
-        json.dumps({"database": {"abc_000000_000010": {"subset": "validation", "annotations": [{"label": "Abseiling", "segment": [0, 1]}]}}})
+        json.dumps(
+            {
+                "database": {
+                    "abc_000000_000010": {
+                        "subset": "validation",
+                        "annotations": [{"label": "Abseiling", "segment": [0, 1]}],
+                    }
+                }
+            }
+        )
     )
     _mp4(a / "v_abc_000000_000010.mp4")
     cfg = _cfg(tmp_path, "kinetics, activitynet", roots={"kinetics": str(k), "activitynet": str(a)})

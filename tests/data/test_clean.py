@@ -11,7 +11,6 @@ import pytest
 
 from ovc.config import Config
 from ovc.data.clean import clean_tables
-from ovc.stages.clean import clean
 from ovc.data.manifest import (
     ManifestSchemaError,
     read_manifest,
@@ -21,6 +20,7 @@ from ovc.data.manifest import (
     write_vocabulary,
 )
 from ovc.pipeline import get_stage
+from ovc.stages.clean import clean
 
 VOCAB = [  # (label, vertical, kind, vocab)
     ("red", "Colours", "entity", "train"),
@@ -131,7 +131,11 @@ def test_clean_stage_writes_valid_rebased_idempotent_outputs(tmp_path, monkeypat
     raw = _write_raw(
         tmp_path / "data",
         attributes={
-            "red": ["reddish hue"], "kite": ["a kite"], "Minecraft": ["blocks"], "crimson": ["deep red"], "bad": 3,
+            "red": ["reddish hue"],
+            "kite": ["a kite"],
+            "Minecraft": ["blocks"],
+            "crimson": ["deep red"],
+            "bad": 3,
         },  # fmt: skip
     )
     cfg = Config()

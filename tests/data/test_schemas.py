@@ -159,8 +159,15 @@ def test_manifest_paths_leaving_the_data_roots_are_refused_in_one_error(tmp_path
         ("link", "videos/link.mp4"),
         ("ds", str(dataset / "a.mp4")),  # a configured dataset root: allowed
     ]
-    df = pd.DataFrame({"video_id": [r[0] for r in rows], "path": [r[1] for r in rows], "labels": [["x"]] * len(rows),
-                       "split": ["train"] * len(rows), "source": ["test"] * len(rows)})
+    df = pd.DataFrame(
+        {
+            "video_id": [r[0] for r in rows],
+            "path": [r[1] for r in rows],
+            "labels": [["x"]] * len(rows),
+            "split": ["train"] * len(rows),
+            "source": ["test"] * len(rows),
+        }
+    )
     path = data / "raw" / "manifest.parquet"
     write_manifest(df, path)
     cfg = Config()
@@ -185,8 +192,15 @@ def test_stages_refuse_manifest_paths_outside_the_data_roots(tmp_path, stage):
     from ovc.config import Config
 
     data = tmp_path / "data"
-    df = pd.DataFrame({"video_id": ["ok", "evil"], "path": ["videos/ok.mp4", "../../../../../../../etc/passwd"],
-                       "labels": [["red"], ["red"]], "split": ["val", "val"], "source": ["test", "test"]})
+    df = pd.DataFrame(
+        {
+            "video_id": ["ok", "evil"],
+            "path": ["videos/ok.mp4", "../../../../../../../etc/passwd"],
+            "labels": [["red"], ["red"]],
+            "split": ["val", "val"],
+            "source": ["test", "test"],
+        }
+    )
     vocab = pd.DataFrame({"label": ["red"], "vertical": ["Colours"], "kind": ["entity"], "vocab": ["train"]})
     sub = "clean" if stage == "evaluate" else "raw"
     write_manifest(df, data / sub / "manifest.parquet")

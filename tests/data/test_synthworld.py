@@ -15,9 +15,9 @@ import pytest
 from ovc.config import Config
 from ovc.data import synthworld as sw
 from ovc.data.ingest import IngestError
-from ovc.stages.ingest import ingest
 from ovc.data.manifest import read_manifest, read_vocabulary
 from ovc.pipeline import run_stage
+from ovc.stages.ingest import ingest
 
 W = sw.WORLD
 PLAN = dict(n_train=120, n_val=30, n_test=60, game_title_rate=0.08, rare_label_rate=0.02)
@@ -126,8 +126,13 @@ def test_actions_are_visible_in_pixels():
     """Moving objects move, still ones don't, blinking ones vanish every other pair of frames."""
     base = dict(shape="square", colour="red", rgb=(225, 30, 35), x=32.0, y=32.0, radius=11.0, angle=0.0)
     bg_scene = "night sky"
-    for action, kw in [("still", {}), ("moving right", {"x": 18.0, "travel": 26.0}), ("blinking", {}),
-                       ("rotating", {"spin": 15.0}), ("growing", {})]:
+    for action, kw in [
+        ("still", {}),
+        ("moving right", {"x": 18.0, "travel": 26.0}),
+        ("blinking", {}),
+        ("rotating", {"spin": 15.0}),
+        ("growing", {}),
+    ]:
         obj = sw.ObjectSpec(action=action, **{**base, **kw})
         spec = sw.ClipSpec("v", "train", 0, bg_scene, (obj,), 1, 64, 16, "", ())
         clip = sw.render_clip(spec).astype(np.int16)
@@ -185,11 +190,15 @@ def test_open_splits_test_what_they_claim(planned):
         base = set(s.labels) - syn_labels
         # every synonym label comes with its base word on the same video, and nothing else
         plain = {v: k for k, v in W.synonyms.items()}
-        expect = {" ".join(plain.get(w, w) for w in ([lab] if lab in plain else lab.split(" ", 1))) for lab in syn_labels}
+        expect = {
+            " ".join(plain.get(w, w) for w in ([lab] if lab in plain else lab.split(" ", 1))) for lab in syn_labels
+        }
         assert syn_labels and base == expect and base <= vocab["train"], s.video_id
         assert any(W.synonyms[o.action] in s.labels for o in s.objects)  # action synonyms too
     assert {W.synonyms[a] for a in W.train_actions} <= vocab["open_synonyms"]
-    assert vocab["open_synonyms"] - vocab["train"] == {lab for lab in vocab["open_synonyms"] if any(_has_phrase(lab, x) for x in synonyms)}
+    assert vocab["open_synonyms"] - vocab["train"] == {
+        lab for lab in vocab["open_synonyms"] if any(_has_phrase(lab, x) for x in synonyms)
+    }
     # open_temporal: only time-reversed twins, each twin as frequent in frames as the other by construction
     temporal = set(W.temporal_actions)
     assert vocab["open_temporal"] == temporal and temporal <= vocab["train"]
@@ -307,8 +316,17 @@ def test_temporal_twins_are_time_reversals():
     import dataclasses
 
     T = 16
-    base = sw.ObjectSpec(shape="square", colour="red", action="moving left", rgb=(200, 30, 30), x=44.0, y=30.0,
-                         radius=10.0, angle=0.0, travel=24.0)
+    base = sw.ObjectSpec(
+        shape="square",
+        colour="red",
+        action="moving left",
+        rgb=(200, 30, 30),
+        x=44.0,
+        y=30.0,
+        radius=10.0,
+        angle=0.0,
+        travel=24.0,
+    )
     twins = {
         "moving left": ("moving right", dict(x=20.0)),
         "moving up": ("moving down", dict(y=6.0)),

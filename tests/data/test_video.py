@@ -372,9 +372,12 @@ def test_pathological_shapes_are_refused_or_bounded(tmp_path):
     shapes = {"wide": (16000, 2), "tall": (2, 16000), "strip": (1024, 16), "banner": (512, 32)}
     paths = {}
     for name, (w, h) in shapes.items():
-        paths[name] = str(write_clip(tmp_path / f"{name}.mp4", [np.full((h, w, 3), 40 * i, np.uint8) for i in range(4)]))
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, json.dumps(paths)],
-                          capture_output=True, text=True, timeout=300)
+        paths[name] = str(
+            write_clip(tmp_path / f"{name}.mp4", [np.full((h, w, 3), 40 * i, np.uint8) for i in range(4)])
+        )
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, json.dumps(paths)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for name in ("wide", "tall", "strip"):

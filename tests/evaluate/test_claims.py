@@ -28,7 +28,11 @@ def test_aggregate_mean_std_and_nulls():
 
 def test_verdict_holds_and_does_not_hold():
     # margin 0.10, pooled std sqrt((0.02² + 0.02²)/2) = 0.02 -> 0.10 > 0.04: holds
-    assert verdict({"mean": 0.5, "std": 0.02}, {"mean": 0.4, "std": 0.02}) == (pytest.approx(0.1), pytest.approx(0.02), True)
+    assert verdict({"mean": 0.5, "std": 0.02}, {"mean": 0.4, "std": 0.02}) == (
+        pytest.approx(0.1),
+        pytest.approx(0.02),
+        True,
+    )
     # same margin, spread 0.08 and 0.04 -> pooled sqrt(0.004) = 0.0632; 0.10 < 0.126: does not hold
     m, s, holds = verdict({"mean": 0.5, "std": 0.08}, {"mean": 0.4, "std": 0.04})
     assert s == pytest.approx(math.sqrt(0.004)) and not holds
@@ -56,14 +60,31 @@ def test_evaluate_claims_rows_skips_and_markdown():
 def test_paper_claims_name_the_splits_built_for_them():
     splits = {c.split for c in PAPER_CLAIMS}
     assert {"open_synonyms", "open_temporal", "open_actions_related", "open_actions", "open_entities", "val"} <= splits
-    assert any(c.method == "ours" and c.baseline == "ours_no_temporal" and c.split == "open_temporal" for c in PAPER_CLAIMS)
+    assert any(
+        c.method == "ours" and c.baseline == "ours_no_temporal" and c.split == "open_temporal" for c in PAPER_CLAIMS
+    )
 
 
 def test_ratio_of_novel_to_known_per_seed():
-    m = {"open_synonyms": {"ours": {"aupr_macro_novel": 0.3, "aupr_macro_known": 0.6}, "coop": {"aupr_macro_novel": 0.2, "aupr_macro_known": None}},
-         "calibrated_threshold": 0.5}
+    m = {
+        "open_synonyms": {
+            "ours": {"aupr_macro_novel": 0.3, "aupr_macro_known": 0.6},
+            "coop": {"aupr_macro_novel": 0.2, "aupr_macro_known": None},
+        },
+        "calibrated_threshold": 0.5,
+    }
     r = with_ratio(m)
     assert r["open_synonyms"]["ours"]["aupr_ratio_novel_known"] == pytest.approx(0.5)
-    assert "aupr_ratio_novel_known" not in r["open_synonyms"]["coop"] and "aupr_ratio_novel_known" not in m["open_synonyms"]["ours"]
-    cells = aggregate([with_ratio(m), with_ratio({**m, "open_synonyms": {"ours": {"aupr_macro_novel": 0.4, "aupr_macro_known": 0.5}}})])
-    assert cells["open_synonyms"]["ours"]["aupr_ratio_novel_known"]["mean"] == pytest.approx((0.5 + 0.8) / 2)  # mean of per-seed ratios
+    assert (
+        "aupr_ratio_novel_known" not in r["open_synonyms"]["coop"]
+        and "aupr_ratio_novel_known" not in m["open_synonyms"]["ours"]
+    )
+    cells = aggregate(
+        [
+            with_ratio(m),
+            with_ratio({**m, "open_synonyms": {"ours": {"aupr_macro_novel": 0.4, "aupr_macro_known": 0.5}}}),
+        ]
+    )
+    assert cells["open_synonyms"]["ours"]["aupr_ratio_novel_known"]["mean"] == pytest.approx(
+        (0.5 + 0.8) / 2
+    )  # mean of per-seed ratios

@@ -74,9 +74,7 @@ def test_average_precision_matches_sklearn(seed):
     assert n_used == int(with_pos.sum())
     expected_macro = average_precision_score(targets[:, with_pos], scores[:, with_pos], average="macro")
     assert macro == pytest.approx(expected_macro)
-    assert M.aupr_micro(scores, targets) == pytest.approx(
-        average_precision_score(targets, scores, average="micro")
-    )
+    assert M.aupr_micro(scores, targets) == pytest.approx(average_precision_score(targets, scores, average="micro"))
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -142,13 +140,18 @@ def test_compute_metrics_keys_and_values():
     targets[0, 0] = 1
     out = M.compute_metrics(scores, targets)
     assert set(out) >= {
-        "aupr_macro", "aupr_micro", "peak_f1_micro", "peak_f1_macro", "peak_threshold_micro",
-        "peak_threshold_macro", "n_videos", "n_labels", "n_labels_with_positives",
+        "aupr_macro",
+        "aupr_micro",
+        "peak_f1_micro",
+        "peak_f1_macro",
+        "peak_threshold_micro",
+        "peak_threshold_macro",
+        "n_videos",
+        "n_labels",
+        "n_labels_with_positives",
     }
     assert (out["n_videos"], out["n_labels"], out["n_labels_with_positives"]) == (30, 5, 4)
-    assert out["aupr_macro"] == pytest.approx(
-        average_precision_score(targets[:, :4], scores[:, :4], average="macro")
-    )
+    assert out["aupr_macro"] == pytest.approx(average_precision_score(targets[:, :4], scores[:, :4], average="macro"))
 
 
 # ------------------------------------------------------------------------------ edge cases
@@ -209,7 +212,9 @@ def test_novel_label_metrics_keep_only_labels_outside_the_training_vocabulary():
     assert m["novel_labels"] == 2 and m["novel_labels_with_positives"] == 2
     assert m["aupr_macro_known"] == pytest.approx(1.0)  # dog alone, same videos
     everything = compute_metrics(scores, targets, labels)
-    assert everything["aupr_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2 + 0.5) / 3)  # dog (AP 1) lifts the all-label number
+    assert everything["aupr_macro"] == pytest.approx(
+        (1.0 + (1 + 2 / 3) / 2 + 0.5) / 3
+    )  # dog (AP 1) lifts the all-label number
     assert m["aupr_macro_novel"] < everything["aupr_macro"]
 
 

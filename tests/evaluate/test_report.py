@@ -15,8 +15,13 @@ from ovc.evaluate.metrics import MetricsInputError, compute_metrics, f1_at_thres
 
 
 def _entry(aupr_macro, peak_f1_micro=0.5):
-    return {"aupr_macro": aupr_macro, "aupr_micro": 0.4, "peak_f1_micro": peak_f1_micro,
-            "peak_f1_macro": 0.3, "f1_at_calibrated": 0.2}
+    return {
+        "aupr_macro": aupr_macro,
+        "aupr_micro": 0.4,
+        "peak_f1_micro": peak_f1_micro,
+        "peak_f1_macro": 0.3,
+        "f1_at_calibrated": 0.2,
+    }
 
 
 def _metrics():
@@ -39,14 +44,20 @@ def test_results_table_order_scale_and_missing():
     assert np.isnan(df.loc["Ours: + Temporal Modeling", "open_entities"])  # NaN value stays missing
     assert np.isnan(df.loc["my_new_method", "open_actions"])  # method not run on that split
     assert report.order_splits(["open_rare", "zzz_closed", "open_x", "val", "train"]) == [
-        "train", "val", "zzz_closed", "open_rare", "open_x"
+        "train",
+        "val",
+        "zzz_closed",
+        "open_rare",
+        "open_x",
     ]
 
 
 def test_markdown_rendering():
     md = report.table_to_markdown(report.results_table(_metrics(), "aupr_macro"))
     lines = md.strip().splitlines()
-    assert lines[0] == "| Method | Val (closed) | Entities (open) | Unrelated actions (open) |"  # rotating, blinking: the hard case
+    assert (
+        lines[0] == "| Method | Val (closed) | Entities (open) | Unrelated actions (open) |"
+    )  # rotating, blinking: the hard case
     assert "| CLIP with Class name Prompt | 12.3 | **25.0** | 33.3 |" in lines
     assert "| Ours: + Temporal Modeling | **20.0** | – | **50.1** |" in lines
     full = report.results_markdown(_metrics())
@@ -106,14 +117,17 @@ def test_scores_round_trip_and_metrics_recomputed_from_npz(tmp_path):
     thr, _ = calibrate_threshold({"val": (s32, targets)})
     stored = {k: v for k, v in compute_metrics(s32, targets).items() if k in report.METRIC_KEYS}
     stored["f1_at_calibrated"] = f1_at_threshold(s32, targets, thr)
-    json_path = report.write_metrics_json({"val": {"ours": stored}, "calibrated_threshold": thr},
-                                          tmp_path / "metrics.json")
+    json_path = report.write_metrics_json(
+        {"val": {"ours": stored}, "calibrated_threshold": thr}, tmp_path / "metrics.json"
+    )
     on_disk = report.load_metrics_json(json_path)
     recomputed = compute_metrics(loaded.scores, loaded.targets)
     for key in ("aupr_macro", "aupr_micro", "peak_f1_micro", "peak_f1_macro"):
         assert recomputed[key] == on_disk["val"]["ours"][key]
-    assert f1_at_threshold(loaded.scores, loaded.targets, on_disk["calibrated_threshold"]) == \
-        on_disk["val"]["ours"]["f1_at_calibrated"]
+    assert (
+        f1_at_threshold(loaded.scores, loaded.targets, on_disk["calibrated_threshold"])
+        == on_disk["val"]["ours"]["f1_at_calibrated"]
+    )
 
 
 def test_save_scores_rejects_bad_input(tmp_path):

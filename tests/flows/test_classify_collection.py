@@ -21,15 +21,15 @@ def ray_local():
         ray.shutdown()
 
 
-def test_classify_collection_flow_writes_parquet_and_run_record(prefect_harness, published, published_model,
-                                                                 registry_copy, tmp_path, ray_local):
+def test_classify_collection_flow_writes_parquet_and_run_record(
+    prefect_harness, published, published_model, registry_copy, tmp_path, ray_local
+):
     import pandas as pd
 
+    from flows.classify_collection import classify_collection
     from ovc.infer import Classifier
     from ovc.registry import make_engine
     from ovc.registry.runs import list_runs
-
-    from flows.classify_collection import classify_collection
 
     src = tmp_path / "videos"
     src.mkdir()
@@ -38,11 +38,24 @@ def test_classify_collection_flow_writes_parquet_and_run_record(prefect_harness,
         os.symlink(v, src / os.path.basename(v))
     (src / "zz_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(500))
     out = tmp_path / "preds"
-    overrides = [*published.overrides, f"registry.url={registry_copy}", "predict.partition_size=2",
-                 "predict.workers=1", "predict.decode_tasks=1", "predict.num_cpus=2"]
+    overrides = [
+        *published.overrides,
+        f"registry.url={registry_copy}",
+        "predict.partition_size=2",
+        "predict.workers=1",
+        "predict.decode_tasks=1",
+        "predict.num_cpus=2",
+    ]
 
-    state = classify_collection(source=str(src), vocab="train", output=str(out), threshold="0.0",
-                                overrides=overrides, project_dir=str(REPO_ROOT), return_state=True)
+    state = classify_collection(
+        source=str(src),
+        vocab="train",
+        output=str(out),
+        threshold="0.0",
+        overrides=overrides,
+        project_dir=str(REPO_ROOT),
+        return_state=True,
+    )
     assert state.is_completed(), state
     summary = state.result()
     assert (summary["videos"], summary["classified"], summary["errors"]) == (4, 3, 1)
@@ -66,27 +79,38 @@ def test_classify_collection_flow_writes_parquet_and_run_record(prefect_harness,
     finally:
         engine.dispose()
     assert (run["run_id"], run["model_version"], run["vocabulary"], run["threshold"], run["status"]) == (
-        summary["run_id"], "v1", "train", "0.0", "done")
+        summary["run_id"],
+        "v1",
+        "train",
+        "0.0",
+        "done",
+    )
     assert run["vocabulary_version"] == summary["vocabulary_version"] and run["source"] == str(src)
     assert (run["counts"]["classified"], run["counts"]["errors"], run["counts"]["rows"]) == (3, 1, summary["rows"])
     [art] = flow_artifacts(state)
     assert summary["run_id"] in art.data and "3 classified, 1 unreadable of 4 videos" in art.data
 
 
-def test_classify_collection_bad_settings_fail_at_once_without_retry(prefect_harness, published, registry_copy,
-                                                                      tmp_path, monkeypatch):
+def test_classify_collection_bad_settings_fail_at_once_without_retry(
+    prefect_harness, published, registry_copy, tmp_path, monkeypatch
+):
     """A threshold out of range (or 'none', or any PredictError) fails the run once, with the reason:
     retrying bad settings after a 10 s delay cannot help."""
     import ovc.infer.predict as P
-
     from flows.classify_collection import classify_collection
 
     calls = []
     real = P.predict
     monkeypatch.setattr(P, "predict", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     overrides = [*published.overrides, f"registry.url={registry_copy}"]
-    kw = dict(source=published.videos[0], vocab="train", output=str(tmp_path / "out"), overrides=overrides,
-              project_dir=str(REPO_ROOT), return_state=True)
+    kw = dict(
+        source=published.videos[0],
+        vocab="train",
+        output=str(tmp_path / "out"),
+        overrides=overrides,
+        project_dir=str(REPO_ROOT),
+        return_state=True,
+    )
     state = classify_collection(threshold="5", **kw)
     assert state.is_failed() and calls == [1]
     with pytest.raises(P.PredictError, match="got 5"):

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ovc.config import QUICK_OVERRIDES, ConfigError
-from tests.helpers import flow_artifacts
-
 import flows.train_eval as te
 import flows.vocab_refresh as vr
+from ovc.config import QUICK_OVERRIDES, ConfigError
+from tests.helpers import flow_artifacts
 
 # --------------------------------------------------------------------------------------------------
 # A tiny DVC project
@@ -350,7 +349,9 @@ def test_vocab_refresh_incremental_and_idempotent(prefect_harness, registry):
     assert (r["added"], r["encoded"], r["removed"]) == (2, 2, 1)
     assert embedded(registry["engine"], "retail") == ["blue handbag", "green kite", "red car", "running"]
     assert registry["fake"].calls[-1] == ["blue handbag", "green kite"]
-    assert counts(registry["engine"])["label_embeddings"] == 6  # blue bag's embedding kept (label pruned from vocab only)
+    assert (
+        counts(registry["engine"])["label_embeddings"] == 6
+    )  # blue bag's embedding kept (label pruned from vocab only)
 
 
 def test_vocab_refresh_before_publish_then_after(prefect_harness, registry):

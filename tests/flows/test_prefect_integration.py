@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,9 @@ def copy_project(dst: Path) -> Path:
     """This project's files (tracked + untracked, not ignored; no data/, no caches) as a DVC workspace."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     for rel in filter(None, out.split("\0")):
         src = REPO_ROOT / rel
@@ -94,7 +96,7 @@ class Stack:
         import psutil
 
         self.observe()
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
                 if proc.poll() is not None:
                     break
@@ -138,7 +140,13 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None
 
 def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
@@ -172,14 +180,25 @@ def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
     logs.mkdir()
     stack = Stack(env, logs)
     try:
-        server = stack.start("server", str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        server = stack.start(
+            "server", str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)
+        )
         wait_healthy(api, server)
         t_server = time.monotonic() - t_start
 
         reg = subprocess.run(
-            [sys.executable, str(project / "flows" / "deployments.py"), "--project-dir", str(project),
-             "--refresh-interval", str(REFRESH_INTERVAL_S)],
-            env=env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                str(project / "flows" / "deployments.py"),
+                "--project-dir",
+                str(project),
+                "--refresh-interval",
+                str(REFRESH_INTERVAL_S),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert reg.returncode == 0, reg.stdout + reg.stderr
         assert "train-eval/default" in reg.stdout and "vocab-refresh/hourly" in reg.stdout
@@ -225,7 +244,9 @@ def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
             assert run.state.is_completed(), f"{run.state}\n{stack.tail('worker')}"
             refreshed = run.state.result()
             assert refreshed["model_version"] == mv.name
-            assert refreshed["vocabularies"]["retail"]["added"] == 2  # "red circle" was already embedded by publish (train vocabulary)
+            assert (
+                refreshed["vocabularies"]["retail"]["added"] == 2
+            )  # "red circle" was already embedded by publish (train vocabulary)
             labels, matrix, _ = load_embedding_matrix(engine, "retail", mv.name)
             assert labels == ["blue square moving left", "red circle"] and matrix.shape[0] == 2
             assert "example" in {v.name for v in list_vocabularies(engine)}
@@ -233,22 +254,30 @@ def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
             # 3. a label added afterwards is embedded by a run the schedule created
             with (vocab_dir / "retail.txt").open("a") as f:
                 f.write("green kite\n")
-            added_at = datetime.now(timezone.utc)
+            added_at = datetime.now(UTC)
             deadline = time.monotonic() + 6 * REFRESH_INTERVAL_S + 180
             embedded_by = None
             with get_client(sync_client=True) as client:
                 client.resume_deployment(refresh_deployment.id)  # the scheduler creates runs again
-                completed = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])))
+                completed = FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+                )
                 while time.monotonic() < deadline and embedded_by is None:
                     stack.observe()
                     for r in client.read_flow_runs(deployment_filter=refresh_filter, flow_run_filter=completed):
-                        if r.start_time and r.start_time > added_at and r.state.result()["vocabularies"]["retail"]["added"]:
+                        if (
+                            r.start_time
+                            and r.start_time > added_at
+                            and r.state.result()["vocabularies"]["retail"]["added"]
+                        ):
                             embedded_by = r
                     if embedded_by is None:
                         time.sleep(2)
                 client.pause_deployment(refresh_deployment.id)  # no new runs while shutting down
             assert embedded_by is not None, f"no scheduled vocab-refresh embedded the new label\n{stack.tail('worker')}"
-            assert embedded_by.auto_scheduled and embedded_by.deployment_id == refresh_deployment.id  # from the schedule
+            assert (
+                embedded_by.auto_scheduled and embedded_by.deployment_id == refresh_deployment.id
+            )  # from the schedule
             assert embedded_by.state.result()["vocabularies"]["retail"]["encoded"] == 1  # only the new label
             labels, _, _ = load_embedding_matrix(engine, "retail", mv.name)
             assert labels == ["blue square moving left", "green kite", "red circle"]
@@ -257,8 +286,13 @@ def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
             # let in-flight runs finish before stopping the worker (nothing is cancelled mid-write)
             with get_client(sync_client=True) as client:
                 for _ in range(120):
-                    active = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))))
+                    active = client.read_flow_runs(
+                        flow_run_filter=FlowRunFilter(
+                            state=FlowRunFilterState(
+                                type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                            )
+                        )
+                    )
                     if not active:
                         break
                     time.sleep(1)
@@ -268,4 +302,6 @@ def test_prefect_server_deployments_schedule_end_to_end(tmp_path):
     for name, proc in stack.procs:
         assert proc.poll() is not None, f"{name} still running"
     t_total = time.monotonic() - t_start
-    print(f"\nprefect integration: server healthy {t_server:.0f} s, train-eval done {t_train:.0f} s, total {t_total:.0f} s")
+    print(
+        f"\nprefect integration: server healthy {t_server:.0f} s, train-eval done {t_train:.0f} s, total {t_total:.0f} s"
+    )

@@ -122,13 +122,23 @@ def test_vocab_add_ls_rm_via_cli_with_bad_labels(registry_copy, tmp_path):
         b"# a comment\n"
         b"shopping trolley\tentity\n"
         b"\n"
-        b"   \n"
-        + b"x" * 300 + b"\n"
+        b"   \n" + b"x" * 300 + b"\n"
         b"red   CAR\n"
         b"caf\xe9 \xff bad bytes\n"
         b"running shoes\taction\n"
     )
-    res = _cli("vocab", "add", "--vocab", "retail", "--registry", registry_copy, str(label_file), "cash register", "", "Shopping Trolley")
+    res = _cli(
+        "vocab",
+        "add",
+        "--vocab",
+        "retail",
+        "--registry",
+        registry_copy,
+        str(label_file),
+        "cash register",
+        "",
+        "Shopping Trolley",
+    )
     assert res.exit_code == 0, res.output
     assert "added 4, already present 0, encoded 4" in res.stdout
     err = res.stderr
@@ -138,7 +148,9 @@ def test_vocab_add_ls_rm_via_cli_with_bad_labels(registry_copy, tmp_path):
     assert "argument 3: '': empty" in err
     assert "argument 4" in err and "duplicate" in err
 
-    again = _cli("vocab", "add", "--vocab", "retail", "--registry", registry_copy, str(label_file), "cash register", "--json")
+    again = _cli(
+        "vocab", "add", "--vocab", "retail", "--registry", registry_copy, str(label_file), "cash register", "--json"
+    )
     assert again.exit_code == 0
     summary = json.loads(again.stdout)
     assert (summary["added"], summary["already_present"], summary["encoded"]) == (0, 4, 0)
@@ -151,10 +163,15 @@ def test_vocab_add_ls_rm_via_cli_with_bad_labels(registry_copy, tmp_path):
         {"label": "running shoes", "kind": "action"},
         {"label": "shopping trolley", "kind": "entity"},
     ]
-    names = {v["vocabulary"]: v["labels"] for v in json.loads(_cli("vocab", "ls", "--registry", registry_copy, "--json").stdout)}
+    names = {
+        v["vocabulary"]: v["labels"]
+        for v in json.loads(_cli("vocab", "ls", "--registry", registry_copy, "--json").stdout)
+    }
     assert names["retail"] == 4 and "train" in names
 
-    assert _cli("vocab", "add", "--vocab", "retail", "--registry", registry_copy, "", "  ").exit_code == 1  # nothing valid
+    assert (
+        _cli("vocab", "add", "--vocab", "retail", "--registry", registry_copy, "", "  ").exit_code == 1
+    )  # nothing valid
 
     rm = _cli("vocab", "rm", "--vocab", "retail", "--registry", registry_copy, "RED CAR", "no such label")
     assert rm.exit_code == 0 and "removed 1, not present 1" in rm.stdout
@@ -176,8 +193,21 @@ def test_vocab_add_ls_rm_via_cli_with_bad_labels(registry_copy, tmp_path):
 
 def test_classify_cli_json_real_videos_and_bad_file(published, real_videos, bad_video, tmp_path):
     videos = [published.videos[0], *real_videos, bad_video]
-    res = _cli("classify", *videos, "--vocab", "open_entities", "--registry", published.url, "--json", "--top-k", "2",
-               "--threshold", "0", "--no-progress", *[a for o in published.overrides for a in ("-S", o)])
+    res = _cli(
+        "classify",
+        *videos,
+        "--vocab",
+        "open_entities",
+        "--registry",
+        published.url,
+        "--json",
+        "--top-k",
+        "2",
+        "--threshold",
+        "0",
+        "--no-progress",
+        *[a for o in published.overrides for a in ("-S", o)],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [o["video"] for o in out] == videos
@@ -187,7 +217,18 @@ def test_classify_cli_json_real_videos_and_bad_file(published, real_videos, bad_
     assert out[3]["labels"] == [] and bad_video in out[3]["error"]
     assert "could not be read" in res.stderr
 
-    table = _cli("classify", real_videos[1], "--vocab", "train", "--registry", published.url, "--threshold", "none", "--top-k", "1")
+    table = _cli(
+        "classify",
+        real_videos[1],
+        "--vocab",
+        "train",
+        "--registry",
+        published.url,
+        "--threshold",
+        "none",
+        "--top-k",
+        "1",
+    )
     assert table.exit_code == 0 and real_videos[1] in table.stdout
 
     missing = str(tmp_path / "missing.mp4")
@@ -210,8 +251,14 @@ def test_two_concurrent_vocab_add_processes(registry_copy, tmp_path):
         files.append(str(tmp_path / name))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OVC_REGISTRY_URL": registry_copy}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "ovc.cli", "vocab", "add", "--vocab", "shared", f, "-S", "classify.device=cpu"],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "ovc.cli", "vocab", "add", "--vocab", "shared", f, "-S", "classify.device=cpu"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for f in files
     ]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -223,8 +270,9 @@ def test_two_concurrent_vocab_add_processes(registry_copy, tmp_path):
     from sqlalchemy.orm import Session
 
     with Session(engine) as s:
-        per_label = s.execute(select(LabelEmbedding.label_id, func.count()).group_by(LabelEmbedding.label_id)
-                              .having(func.count() > 1)).all()
+        per_label = s.execute(
+            select(LabelEmbedding.label_id, func.count()).group_by(LabelEmbedding.label_id).having(func.count() > 1)
+        ).all()
     assert per_label == []  # one embedding per (label, version): no duplicates
     from ovc.registry import load_embedding_matrix
 

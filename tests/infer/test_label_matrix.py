@@ -99,13 +99,17 @@ def test_cache_entry_roundtrip_is_memory_mapped(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_classifier_reads_the_cache_and_a_changed_vocabulary_gets_a_new_entry(published, published_model, registry_copy, tmp_path):
+def test_classifier_reads_the_cache_and_a_changed_vocabulary_gets_a_new_entry(
+    published, published_model, registry_copy, tmp_path
+):
     import dataclasses
 
     from ovc.infer.classifier import Classifier
     from ovc.registry import add_labels, make_engine
 
-    cfg = dataclasses.replace(published.cfg, classify=dataclasses.replace(published.cfg.classify, label_cache_dir=str(tmp_path / "c")))
+    cfg = dataclasses.replace(
+        published.cfg, classify=dataclasses.replace(published.cfg.classify, label_cache_dir=str(tmp_path / "c"))
+    )
     engine = make_engine(registry_copy)
     first = Classifier.from_registry("v1", "train", engine=engine, model=published_model, cfg=cfg)
     assert not isinstance(first.scorer.matrix, np.memmap)  # built from the registry, then cached

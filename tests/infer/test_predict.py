@@ -20,7 +20,9 @@ def ray_local():
         ray.shutdown()
 
 
-def test_predict_partitions_errors_run_record_and_resume(published, published_model, registry_copy, tmp_path, ray_local):
+def test_predict_partitions_errors_run_record_and_resume(
+    published, published_model, registry_copy, tmp_path, ray_local
+):
     import pandas as pd
     from typer.testing import CliRunner
 
@@ -37,9 +39,31 @@ def test_predict_partitions_errors_run_record_and_resume(published, published_mo
     (src / "zz_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     out = tmp_path / "preds"
     sets = [a for o in published.overrides for a in ("-S", o)]
-    args = ["predict", str(src), "--vocab", "train", "--out", str(out), "--registry", registry_copy, "--json",
-            "--no-progress", "--top-k", "3", "--threshold", "none", *sets, "-S", "predict.partition_size=4",
-            "-S", "predict.workers=1", "-S", "predict.decode_tasks=1", "-S", "predict.num_cpus=2"]
+    args = [
+        "predict",
+        str(src),
+        "--vocab",
+        "train",
+        "--out",
+        str(out),
+        "--registry",
+        registry_copy,
+        "--json",
+        "--no-progress",
+        "--top-k",
+        "3",
+        "--threshold",
+        "none",
+        *sets,
+        "-S",
+        "predict.partition_size=4",
+        "-S",
+        "predict.workers=1",
+        "-S",
+        "predict.decode_tasks=1",
+        "-S",
+        "predict.num_cpus=2",
+    ]
     res = CliRunner().invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
@@ -85,10 +109,33 @@ def test_predict_partitions_errors_run_record_and_resume(published, published_mo
 
     # windowed: label intervals with start/end (a .txt manifest of 2 clips of 2 s, 1 s windows every 0.5 s)
     seg_out = tmp_path / "segs"
-    (tmp_path / "two.txt").write_text("# two clips\n" + "\n".join(f"videos/{os.path.basename(v)}" for v in videos[:2]) + "\n")
-    seg_args = ["predict", str(tmp_path / "two.txt"), "--vocab", "train", "--out", str(seg_out), "--registry",
-                registry_copy, "--json", "--no-progress", "--segments", "--threshold", "0.3", *sets,
-                "-S", "predict.workers=1", "-S", "predict.decode_tasks=1", "-S", "segments.window_s=1", "-S", "segments.stride_s=0.5"]
+    (tmp_path / "two.txt").write_text(
+        "# two clips\n" + "\n".join(f"videos/{os.path.basename(v)}" for v in videos[:2]) + "\n"
+    )
+    seg_args = [
+        "predict",
+        str(tmp_path / "two.txt"),
+        "--vocab",
+        "train",
+        "--out",
+        str(seg_out),
+        "--registry",
+        registry_copy,
+        "--json",
+        "--no-progress",
+        "--segments",
+        "--threshold",
+        "0.3",
+        *sets,
+        "-S",
+        "predict.workers=1",
+        "-S",
+        "predict.decode_tasks=1",
+        "-S",
+        "segments.window_s=1",
+        "-S",
+        "segments.stride_s=0.5",
+    ]
     seg = CliRunner().invoke(app, seg_args, catch_exceptions=False)
     assert seg.exit_code == 0, seg.output
     assert json.loads(seg.stdout)["classified"] == 2

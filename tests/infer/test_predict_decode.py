@@ -71,14 +71,23 @@ def test_unreadable_file_is_one_error_row(tmp_path, segments):
     assert batch["n_clips"].tolist() == [1] and str(bad) in batch["error"][0]
 
 
-@pytest.mark.parametrize("threshold,top_k,match", [(5, None, "got 5"), (float("nan"), None, "got nan"),
-                                                   ("high", None, "got 'high'"), (None, None, "needs top_k")])
+@pytest.mark.parametrize(
+    "threshold,top_k,match",
+    [(5, None, "got 5"), (float("nan"), None, "got nan"), ("high", None, "got 'high'"), (None, None, "needs top_k")],
+)
 def test_bad_threshold_is_refused_before_any_work(tmp_path, threshold, top_k, match):
     """`--threshold 5` used to run the whole collection and keep no label; the flow passes floats unchecked."""
     from ovc.config import Config
 
     out = tmp_path / "out"
     with pytest.raises(P.PredictError, match=match):
-        P.predict(str(tmp_path), "train", out, cfg=Config(), registry_url=f"sqlite:///{tmp_path / 'none.db'}",
-                  threshold=threshold, top_k=top_k)
+        P.predict(
+            str(tmp_path),
+            "train",
+            out,
+            cfg=Config(),
+            registry_url=f"sqlite:///{tmp_path / 'none.db'}",
+            threshold=threshold,
+            top_k=top_k,
+        )
     assert not out.exists() and not (tmp_path / "none.db").exists()

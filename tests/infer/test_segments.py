@@ -25,17 +25,22 @@ def test_window_starts_cover_the_video_and_the_tail():
 def test_merge_windows_exact_on_constructed_scores():
     labels = ["cat", "dog", "never"]
     starts = np.arange(7.0)  # 2 s windows every 1 s over 8 s: owned spans [0,1.5],[1.5,2.5],...,[6.5,8]
-    scores = np.array([
-        # cat  dog  never
-        [0.90, 0.10, 0.0],
-        [0.70, 0.20, 0.0],
-        [0.40, 0.60, 0.0],  # cat drops below its 0.5: first run ends; dog starts (thr 0.6: p >= t passes)
-        [0.30, 0.95, 0.0],
-        [0.60, 0.59, 0.0],  # cat back; dog just below: dog's run ends
-        [0.80, 0.10, 0.0],
-        [0.55, 0.61, 0.0],  # dog again, alone in the last window (owns to the end)
-    ], dtype=np.float32)
-    segs = merge_windows(scores, starts, window_s=2.0, duration=8.0, thresholds=np.array([0.5, 0.6, 0.5]), labels=labels)
+    scores = np.array(
+        [
+            # cat  dog  never
+            [0.90, 0.10, 0.0],
+            [0.70, 0.20, 0.0],
+            [0.40, 0.60, 0.0],  # cat drops below its 0.5: first run ends; dog starts (thr 0.6: p >= t passes)
+            [0.30, 0.95, 0.0],
+            [0.60, 0.59, 0.0],  # cat back; dog just below: dog's run ends
+            [0.80, 0.10, 0.0],
+            [0.55, 0.61, 0.0],  # dog again, alone in the last window (owns to the end)
+        ],
+        dtype=np.float32,
+    )
+    segs = merge_windows(
+        scores, starts, window_s=2.0, duration=8.0, thresholds=np.array([0.5, 0.6, 0.5]), labels=labels
+    )
     assert segs == [
         {"label": "cat", "start": 0.0, "end": 2.5, "score": pytest.approx(0.9)},
         {"label": "dog", "start": 2.5, "end": 4.5, "score": pytest.approx(0.95)},
@@ -67,7 +72,9 @@ def truth_intervals(clip_labels: list[set[str]], clip_s: float) -> list[tuple[st
     return out
 
 
-def interval_recall(pred: list[dict], truth: list[tuple[str, float, float, list[int]]], iou: float = 0.5) -> tuple[int, int]:
+def interval_recall(
+    pred: list[dict], truth: list[tuple[str, float, float, list[int]]], iou: float = 0.5
+) -> tuple[int, int]:
     hit = sum(
         any(p["label"] == lab and _iou((p["start"], p["end"]), (a, b)) >= iou for p in pred) for lab, a, b, _ in truth
     )
@@ -81,7 +88,9 @@ def long_videos(published, tmp_path_factory):
 
     w = published.cfg.world
     out = tmp_path_factory.mktemp("long")
-    specs = plan_split(WORLD, "val", N_LONG * CLIPS_PER, seed=1234, size=w.size, num_frames=w.num_frames, max_objects=w.max_objects)
+    specs = plan_split(
+        WORLD, "val", N_LONG * CLIPS_PER, seed=1234, size=w.size, num_frames=w.num_frames, max_objects=w.max_objects
+    )
     videos = []
     for v in range(N_LONG):
         part = specs[CLIPS_PER * v : CLIPS_PER * v + CLIPS_PER]
@@ -96,7 +105,9 @@ def long_videos(published, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_segments_recall_on_concatenated_synthetic_clips(published, published_model, long_videos, registry_copy, capsys):
+def test_segments_recall_on_concatenated_synthetic_clips(
+    published, published_model, long_videos, registry_copy, capsys
+):
     """Interval recall at IoU >= 0.5 on the labels the model gets right on the single clips.
 
     The fixture's model has random weights, so its one global threshold separates nothing. Its
@@ -134,13 +145,15 @@ def test_segments_recall_on_concatenated_synthetic_clips(published, published_mo
         for s in res.segments:
             assert set(s) == {"label", "start", "end", "score"} and 0 <= s["start"] < s["end"] <= res.duration
         truth = truth_intervals([labs & separable for labs in v["labels"]], clip_s)
-        for label, _, _, idx in truth:  # right on the single clips: predicted on exactly its clips
+        for label, _, _, _idx in truth:  # right on the single clips: predicted on exactly its clips
             assert all((label in pr) == (label in labs) for pr, labs in zip(predicted, v["labels"]))
         h, n = interval_recall(res.segments, truth)
         hits, total = hits + h, total + n
     with capsys.disabled():
-        print(f"\nsegments: interval recall@IoU0.5 = {hits}/{total} = {hits / max(total, 1):.2f} "
-              f"({len(separable)} labels right on the single clips)")
+        print(
+            f"\nsegments: interval recall@IoU0.5 = {hits}/{total} = {hits / max(total, 1):.2f} "
+            f"({len(separable)} labels right on the single clips)"
+        )
     assert total >= 3
     assert hits / total >= 0.8
 
@@ -154,8 +167,20 @@ def test_classify_cli_segments_json(published, long_videos, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
     video = long_videos["videos"][0]["path"]
-    args = ["classify", video, str(bad), "--vocab", "train", "--registry", published.url, "--segments", "--json",
-            "--threshold", "0.3", *[a for o in published.overrides for a in ("-S", o)]]
+    args = [
+        "classify",
+        video,
+        str(bad),
+        "--vocab",
+        "train",
+        "--registry",
+        published.url,
+        "--segments",
+        "--json",
+        "--threshold",
+        "0.3",
+        *[a for o in published.overrides for a in ("-S", o)],
+    ]
     res = CliRunner().invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

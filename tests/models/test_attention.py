@@ -23,7 +23,10 @@ def test_lean_attention_matches_module_forward(cross):
     out = multihead_attention(mha, q, kv)
     assert out.shape == ref.shape == (6, 9, 32)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    grads = [torch.autograd.grad((o * torch.linspace(-1, 1, 32)).sum(), [q, mha.in_proj_weight, mha.out_proj.weight]) for o in (out, ref)]
+    grads = [
+        torch.autograd.grad((o * torch.linspace(-1, 1, 32)).sum(), [q, mha.in_proj_weight, mha.out_proj.weight])
+        for o in (out, ref)
+    ]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 

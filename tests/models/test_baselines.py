@@ -81,7 +81,9 @@ def test_method_shapes_norms_and_trainable_sets(name, frames):
         if name.startswith("ours"):
             assert "label_encoder.llm.prefixes" in reached
         if name == "vificlip":
-            assert any(".visual." in n for n in reached) and "label_encoder.clip.model.token_embedding.weight" in reached
+            assert (
+                any(".visual." in n for n in reached) and "label_encoder.clip.model.token_embedding.weight" in reached
+            )
 
 
 def test_clip_classname_is_plain_open_clip(frames):
@@ -91,14 +93,18 @@ def test_clip_classname_is_plain_open_clip(frames):
         ref = F.normalize(clip.model.encode_text(clip.tokenize(["a video of dog."])), dim=-1)
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
     # frozen baselines' video side: the frozen CLIP mean of frames
-    ref_video = F.normalize(F.normalize(clip.model.encode_image(frames.flatten(0, 1)), dim=-1).view(2, 3, -1).mean(1), dim=-1)
+    ref_video = F.normalize(
+        F.normalize(clip.model.encode_image(frames.flatten(0, 1)), dim=-1).view(2, 3, -1).mean(1), dim=-1
+    )
     torch.testing.assert_close(method.encode_videos(frames), ref_video, atol=1e-6, rtol=0)
 
 
 def test_clip_templates_is_the_mean_of_template_embeddings():
     method, clip = _method("clip_templates")
     with torch.no_grad():
-        each = F.normalize(clip.model.encode_text(clip.tokenize([t.format(label="dog") for t in VIDEO_TEMPLATES])), dim=-1)
+        each = F.normalize(
+            clip.model.encode_text(clip.tokenize([t.format(label="dog") for t in VIDEO_TEMPLATES])), dim=-1
+        )
     torch.testing.assert_close(method.encode_labels(["dog"])[0], F.normalize(each.mean(0), dim=0), atol=1e-6, rtol=0)
 
 

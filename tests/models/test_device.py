@@ -76,7 +76,11 @@ def test_device_train_step_of_every_method_keeps_tensors_on_the_model_device(nam
     targets[0, 0] = targets[1, 1] = 1.0
     videos = model_inputs(_u8_frames(), META, clip.image_mean, clip.image_std)
     assert videos.device == META
-    alpha = method.video_encoder.sample_alpha(torch.Generator().manual_seed(0)) if hasattr(method.video_encoder, "sample_alpha") else None
+    alpha = (
+        method.video_encoder.sample_alpha(torch.Generator().manual_seed(0))
+        if hasattr(method.video_encoder, "sample_alpha")
+        else None
+    )
     loss = step_loss(StepModel(method), videos, LABELS, targets, cfg, META, alpha)
     assert loss.device == META and loss.dtype == torch.float32 and loss.dim() == 0
     params = method.trainable_parameters()
@@ -94,7 +98,9 @@ def test_device_train_step_from_cached_features():
 
     torch.manual_seed(0)
     clip = create_clip(ClipConfig(model="ovc-vit-tiny", pretrained=""))
-    feats = VideoEncoder(clip, dataclasses.replace(_cfg().video_encoder, use_temporal=True)).encode_trunk(torch.randn(2, 3, 3, 64, 64))
+    feats = VideoEncoder(clip, dataclasses.replace(_cfg().video_encoder, use_temporal=True)).encode_trunk(
+        torch.randn(2, 3, 3, 64, 64)
+    )
     method, cfg, _ = _method_on_meta("ours")
     method.train()
     videos = model_inputs(feats, META, clip.image_mean, clip.image_std)
@@ -103,8 +109,8 @@ def test_device_train_step_from_cached_features():
 
 
 def test_device_evaluate_and_classify_batches_run_on_the_model_device():
-    from ovc.stages.evaluate import embed_videos
     from ovc.infer.published import PublishedModel
+    from ovc.stages.evaluate import embed_videos
 
     method, cfg, clip = _method_on_meta("ours")
     method.eval()

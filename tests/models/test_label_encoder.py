@@ -104,7 +104,9 @@ def test_word_init_starts_at_the_zero_shot_prompt_and_then_learns(clip):
     torch.manual_seed(0)
     model, tokenizer = tiny_t5()
     llm = create_llm(LLMConfig(backend="seq2seq", n_prefixes=2, k_attributes=2, l_tokens=3), model, tokenizer)
-    enc = LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=4, prompt_init="a video of a"))
+    enc = LabelEncoder(
+        llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=4, prompt_init="a video of a")
+    )
     labels = LABELS[:3]
     with torch.no_grad():
         plain = clip.encode_text(clip.tokenize([f"a video of a {label}" for label in labels]), normalize=True)
@@ -122,4 +124,6 @@ def test_word_init_starts_at_the_zero_shot_prompt_and_then_learns(clip):
     assert enc.prompt_transformer.proj_out.weight.abs().sum() > 0
 
     with pytest.raises(ValueError, match="prompt_len=3"):
-        LabelEncoder(llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=3, prompt_init="a video of a"))
+        LabelEncoder(
+            llm, clip, LabelEncoderConfig(width=32, layers=1, heads=2, prompt_len=3, prompt_init="a video of a")
+        )

@@ -33,7 +33,9 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
 def test_params_paper_matches_params_and_states_the_paper():
     paper = yaml.safe_load((REPO / "params-paper.yaml").read_text())
     default = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert _keys(paper) == _keys(default), "params-paper.yaml must carry every key of params.yaml (DVC tracks whole sections)"
+    assert _keys(paper) == _keys(default), (
+        "params-paper.yaml must carry every key of params.yaml (DVC tracks whole sections)"
+    )
     cfg = load_config(REPO / "params-paper.yaml")
     assert (cfg.clip.model, cfg.clip.pretrained) == ("ViT-B-16", "openai")
     assert (cfg.llm.backend, cfg.llm.name) == ("seq2seq", "google/flan-t5-base")
@@ -65,11 +67,26 @@ def test_local_random_weights_train_and_evaluate(tmp_path):
 
     overrides = [
         f"paths.data={tmp_path / 'data'}",
-        "world.n_train=12", "world.n_val=6", "world.n_test=3", "world.workers=1", "clean.min_count=1",
-        "clip.model=ovc-vit-tiny", f"clip.pretrained=local-dir:{clip_dir}",
-        "llm.backend=seq2seq", f"llm.name={t5_dir}", "llm.n_prefixes=2", "llm.k_attributes=2", "llm.l_tokens=2",
-        "train.methods=[ours]", "train.num_workers=0", "train.epochs=1", "train.max_steps_per_epoch=1", "train.batch_size=4",
-        "train.progress=false", "evaluate.methods=[ours]", "reader.num_frames=4",
+        "world.n_train=12",
+        "world.n_val=6",
+        "world.n_test=3",
+        "world.workers=1",
+        "clean.min_count=1",
+        "clip.model=ovc-vit-tiny",
+        f"clip.pretrained=local-dir:{clip_dir}",
+        "llm.backend=seq2seq",
+        f"llm.name={t5_dir}",
+        "llm.n_prefixes=2",
+        "llm.k_attributes=2",
+        "llm.l_tokens=2",
+        "train.methods=[ours]",
+        "train.num_workers=0",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=1",
+        "train.batch_size=4",
+        "train.progress=false",
+        "evaluate.methods=[ours]",
+        "reader.num_frames=4",
     ]
     cfg = load_config(REPO / "params.yaml", overrides)
     for stage in ("ingest", "clean", "train"):

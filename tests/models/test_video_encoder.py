@@ -37,7 +37,9 @@ def _randomize_branch(enc: VideoEncoder, seed: int = 3) -> None:
     with torch.no_grad():
         enc.tmp_proj.weight.copy_(torch.randn(enc.tmp_proj.weight.shape, generator=g) * 0.05)
         for blk in enc.blocks:
-            blk.temporal.attn.out_proj.weight.copy_(torch.randn(blk.temporal.attn.out_proj.weight.shape, generator=g) * 0.05)
+            blk.temporal.attn.out_proj.weight.copy_(
+                torch.randn(blk.temporal.attn.out_proj.weight.shape, generator=g) * 0.05
+            )
             blk.proj.weight.add_(torch.randn(blk.proj.weight.shape, generator=g) * 0.05)
 
 

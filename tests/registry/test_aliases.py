@@ -11,8 +11,9 @@ from ovc.registry import aliases, make_engine, publish_model_version, upgrade
 
 def _publish(engine, name: str, aupr: float | None) -> None:
     metrics = {"val": {"ours": {"aupr_micro": aupr}}} if aupr is not None else {}
-    publish_model_version(engine, name, "a" * 64, encoder_digest="b" * 64, embed_dim=4,
-                          params={"method": "ours"}, metrics=metrics)
+    publish_model_version(
+        engine, name, "a" * 64, encoder_digest="b" * 64, embed_dim=4, params={"method": "ours"}, metrics=metrics
+    )
 
 
 @pytest.fixture()
@@ -47,7 +48,11 @@ def test_gate_promotes_only_when_the_candidate_beats_production_by_the_margin(en
 
     hist = [h for h in aliases.history(engine) if h["alias"] == "production"]
     assert [(h["action"], h["from"], h["to"]) for h in hist] == [
-        ("promote", None, "v1"), ("rejected", "v1", "v2"), ("promote", "v1", "v2"), ("rejected", "v2", "v3")]
+        ("promote", None, "v1"),
+        ("rejected", "v1", "v2"),
+        ("promote", "v1", "v2"),
+        ("rejected", "v2", "v3"),
+    ]
     assert hist[2]["from_figures"]["value"] == 0.5 and hist[2]["to_figures"]["value"] == 0.6
     assert hist[2]["to_figures"]["metric"] == "val.ours.aupr_micro"
 
@@ -84,8 +89,8 @@ def test_promote_and_rollback_cli(engine, tmp_path):
 def test_gate_published_reads_the_publish_receipt(tmp_path, monkeypatch):
     """What the train-eval flow's promotion-gate task calls after `publish`."""
     from ovc.config import Config
-    from ovc.registry.db import ENV_URL, open_registry
     from ovc.paths import DataLayout
+    from ovc.registry.db import ENV_URL, open_registry
 
     monkeypatch.delenv(ENV_URL, raising=False)
     cfg = Config()

@@ -87,7 +87,9 @@ def postgres_server_url():
         return
     if _pg_bin() is None:
         if os.environ.get("OVC_REQUIRE_POSTGRES"):  # CI installs PostgreSQL: a missing server is a failure there
-            pytest.fail("OVC_REQUIRE_POSTGRES is set but no PostgreSQL binaries were found (apt-get install postgresql)")
+            pytest.fail(
+                "OVC_REQUIRE_POSTGRES is set but no PostgreSQL binaries were found (apt-get install postgresql)"
+            )
         pytest.skip(
             "PostgreSQL unavailable: set OVC_TEST_POSTGRES_URL or install the server "
             "(apt-get install -y postgresql) so infra/postgres-up can start one"
@@ -145,13 +147,26 @@ def snapshot(engine) -> dict[str, list[tuple]]:
 
 def publish(engine, name="v1", encoder=None, vocabularies=None, threshold=0.42, encoder_digest=ENC_A, **kw):
     encoder = encoder or CountingEncoder()
-    vocabularies = vocabularies if vocabularies is not None else {
-        "train": [("red", "entity"), ("circle", "entity"), ("moving left", "action")],
-        "open_entities": ["crimson", ("circle", "entity")],
-    }
+    vocabularies = (
+        vocabularies
+        if vocabularies is not None
+        else {
+            "train": [("red", "entity"), ("circle", "entity"), ("moving left", "action")],
+            "open_entities": ["crimson", ("circle", "entity")],
+        }
+    )
     return store.publish_model_version(
-        engine, name, CKPT, encoder_digest=encoder_digest, encode_fn=encoder, vocabularies=vocabularies,
-        calibrated_threshold=threshold, dvc_rev="abc123", params={"lr": 1e-3}, metrics={"aupr": 0.5}, **kw,
+        engine,
+        name,
+        CKPT,
+        encoder_digest=encoder_digest,
+        encode_fn=encoder,
+        vocabularies=vocabularies,
+        calibrated_threshold=threshold,
+        dvc_rev="abc123",
+        params={"lr": 1e-3},
+        metrics={"aupr": 0.5},
+        **kw,
     )
 
 
@@ -168,8 +183,18 @@ def test_normalize_label_policy():
 
 def test_validate_labels_reports_each_bad_label_and_keeps_the_rest():
     labels = [
-        "Red", "", "   ", "x" * 201, b"\xff\xfebad", "tab\x00null", "zero\u200bwidth", "RED", ("run", "verb"),
-        ("run", "ACTION"), b"blue", "ok\udcff",
+        "Red",
+        "",
+        "   ",
+        "x" * 201,
+        b"\xff\xfebad",
+        "tab\x00null",
+        "zero\u200bwidth",
+        "RED",
+        ("run", "verb"),
+        ("run", "ACTION"),
+        b"blue",
+        "ok\udcff",
     ]
     specs, issues = store.validate_labels(labels, max_label_chars=200)
     assert specs == [store.LabelSpec("red"), store.LabelSpec("run", "action"), store.LabelSpec("blue")]
@@ -291,17 +316,51 @@ def test_constraints_make_duplicates_impossible(engine):
     bad_rows = [
         (Label, {"text": "red"}),
         (VocabularyLabel, {"vocabulary_id": vocab_id, "label_id": label_id, "kind": None}),
-        (LabelEmbedding, {"model_version_id": mv_id, "label_id": label_id, "encoder_digest": ENC_A, "dim": DIM,
-                          "vector": vector_of("red").tobytes()}),
+        (
+            LabelEmbedding,
+            {
+                "model_version_id": mv_id,
+                "label_id": label_id,
+                "encoder_digest": ENC_A,
+                "dim": DIM,
+                "vector": vector_of("red").tobytes(),
+            },
+        ),
         # a second global threshold (NULL vocabulary/label ids) for the same version
-        (Threshold, {"model_version_id": mv_id, "scope": "global", "vocabulary_id": None, "label_id": None,
-                     "target": "global:*:*", "value": 0.1}),
+        (
+            Threshold,
+            {
+                "model_version_id": mv_id,
+                "scope": "global",
+                "vocabulary_id": None,
+                "label_id": None,
+                "target": "global:*:*",
+                "value": 0.1,
+            },
+        ),
         # a target key that does not match the row (CHECK)
-        (Threshold, {"model_version_id": mv_id, "scope": "vocabulary", "vocabulary_id": vocab_id, "label_id": None,
-                     "target": "vocabulary:999:*", "value": 0.1}),
+        (
+            Threshold,
+            {
+                "model_version_id": mv_id,
+                "scope": "vocabulary",
+                "vocabulary_id": vocab_id,
+                "label_id": None,
+                "target": "vocabulary:999:*",
+                "value": 0.1,
+            },
+        ),
         # a truncated vector (CHECK length(vector) = 4 * dim)
-        (LabelEmbedding, {"model_version_id": mv_id, "label_id": bare_label_id,
-                          "encoder_digest": ENC_A, "dim": DIM, "vector": b"\0" * 8}),
+        (
+            LabelEmbedding,
+            {
+                "model_version_id": mv_id,
+                "label_id": bare_label_id,
+                "encoder_digest": ENC_A,
+                "dim": DIM,
+                "vector": b"\0" * 8,
+            },
+        ),
         (VocabularyLabel, {"vocabulary_id": vocab_id, "label_id": label_id, "kind": "noun"}),
     ]
     for model, row in bad_rows:
@@ -320,7 +379,11 @@ def test_publish_and_load_embedding_matrix(engine):
     enc = CountingEncoder()
     res = publish(engine, name=None, encoder=enc)
     assert res.model_version == "v1" and res.embed_dim == DIM
-    assert res.labels_embedded == 4 and res.encoded == 4 and sorted(enc.encoded) == ["circle", "crimson", "moving left", "red"]
+    assert (
+        res.labels_embedded == 4
+        and res.encoded == 4
+        and sorted(enc.encoded) == ["circle", "crimson", "moving left", "red"]
+    )
 
     labels, matrix, kinds = store.load_embedding_matrix(engine, "train")
     assert labels == ["circle", "moving left", "red"]
@@ -333,7 +396,10 @@ def test_publish_and_load_embedding_matrix(engine):
     assert mv.params == {"lr": 1e-3} and mv.metrics == {"aupr": 0.5} and mv.dvc_rev == "abc123"
     assert store.get_threshold(engine) == pytest.approx(0.42)
     assert [(v.name, v.n_labels) for v in store.list_vocabularies(engine)] == [("open_entities", 2), ("train", 3)]
-    assert store.list_labels(engine, "open_entities") == [store.LabelSpec("circle", "entity"), store.LabelSpec("crimson")]
+    assert store.list_labels(engine, "open_entities") == [
+        store.LabelSpec("circle", "entity"),
+        store.LabelSpec("crimson"),
+    ]
 
     assert publish(engine, name="auto").model_version == "v2"
     assert [m.name for m in store.list_model_versions(engine)] == ["v1", "v2"]
@@ -375,8 +441,13 @@ def _publish_then_die(url: str) -> None:
 
     event.listen(_Session, "before_commit", die)
     store.publish_model_version(
-        engine, "v2", CKPT, encoder_digest=ENC_B, encode_fn=CountingEncoder(),
-        vocabularies={"train": [f"killed {i}" for i in range(50)]}, calibrated_threshold=0.3,
+        engine,
+        "v2",
+        CKPT,
+        encoder_digest=ENC_B,
+        encode_fn=CountingEncoder(),
+        vocabularies={"train": [f"killed {i}" for i in range(50)]},
+        calibrated_threshold=0.3,
     )
     os._exit(0)  # not reached
 
@@ -520,7 +591,9 @@ def _add_labels_worker(url: str, labels: list[str], barrier, results) -> None:
     barrier.wait(timeout=120)
     total = {"added": 0, "already_present": 0, "encoded": 0}
     for start in range(0, len(labels), 40):  # several transactions per process, interleaved
-        res = store.add_labels(engine, "shared", labels[start : start + 40], CountingEncoder(sleep_s=0.01), batch_size=8)
+        res = store.add_labels(
+            engine, "shared", labels[start : start + 40], CountingEncoder(sleep_s=0.01), batch_size=8
+        )
         for k in total:
             total[k] += getattr(res, k)
     results.put(total)
@@ -547,8 +620,11 @@ def test_concurrent_add_labels_no_duplicates_no_losses(engine, url):
     assert sum(t["added"] for t in totals) == len(union)  # each link was created exactly once
     assert sum(t["added"] + t["already_present"] for t in totals) == len(a) + len(b)
     with engine.connect() as conn:
-        n_emb = conn.scalar(text("SELECT count(*) FROM label_embeddings e JOIN labels l ON l.id = e.label_id "
-                                 "WHERE l.text LIKE 'item %'"))
+        n_emb = conn.scalar(
+            text(
+                "SELECT count(*) FROM label_embeddings e JOIN labels l ON l.id = e.label_id WHERE l.text LIKE 'item %'"
+            )
+        )
     assert n_emb == len(union)
 
 
@@ -579,5 +655,6 @@ def test_one_threshold_precedence_for_a_label_and_a_vocabulary(engine):
         labels, _, _ = store.load_embedding_matrix(engine, vocab)
         one_by_one = [store.get_threshold(engine, vocab=vocab, label=t) for t in labels]
         assert classifier_thresholds(engine, "latest", vocab, labels).tolist() == pytest.approx(one_by_one)
-    assert store.label_thresholds(engine, "latest", "train", ["circle", "moving left", "red"]).tolist() == \
-        pytest.approx([0.8, 0.6, 0.7])
+    assert store.label_thresholds(
+        engine, "latest", "train", ["circle", "moving left", "red"]
+    ).tolist() == pytest.approx([0.8, 0.6, 0.7])

@@ -26,8 +26,14 @@ ENC = hashlib.sha256(b"encoder").hexdigest()
 
 
 def fake_encode(labels: list[str]) -> np.ndarray:
-    out = np.stack([np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little"))
-                    .standard_normal(DIM).astype(np.float32) for t in labels])
+    out = np.stack(
+        [
+            np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little"))
+            .standard_normal(DIM)
+            .astype(np.float32)
+            for t in labels
+        ]
+    )
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -53,8 +59,11 @@ class StatementLog:
         self.statements.append(statement.strip().split()[0].upper() + " " + " ".join(statement.split()[1:3]))
 
     def writes(self) -> list[str]:
-        return [s for s in self.statements if s.split()[0] in ("INSERT", "UPDATE", "DELETE", "BEGIN")
-                and not s.startswith("BEGIN DEFERRED")]
+        return [
+            s
+            for s in self.statements
+            if s.split()[0] in ("INSERT", "UPDATE", "DELETE", "BEGIN") and not s.startswith("BEGIN DEFERRED")
+        ]
 
     def close(self):
         event.remove(self.engine, "before_cursor_execute", self._on)
@@ -127,7 +136,7 @@ def test_reader_is_not_blocked_by_a_long_writer(reg):
         t.join(20)  # an opening that migrates would wait 30 s for the lock, then fail
         assert not t.is_alive(), "reader waited for the writer"
         assert done["vocab"].exit_code == 0, done["vocab"].output
-        assert json.loads(done["vocab"].stdout) [0]["vocabulary"] == "shop"
+        assert json.loads(done["vocab"].stdout)[0]["vocabulary"] == "shop"
         assert done["registry"].exit_code == 0, done["registry"].output
     finally:
         writer.execute("ROLLBACK")
@@ -148,8 +157,15 @@ def test_reader_on_an_old_schema_is_told_to_upgrade_not_migrated(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Outside a project: read paths never create a registry
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [["vocab", "ls"], ["registry", "ls"], ["vocab", "add", "--vocab", "x", "red car"],
-                                  ["classify", "clip.mp4", "--vocab", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["vocab", "ls"],
+        ["registry", "ls"],
+        ["vocab", "add", "--vocab", "x", "red car"],
+        ["classify", "clip.mp4", "--vocab", "x"],
+    ],
+)
 def test_outside_a_project_no_registry_is_created(tmp_path, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OVC_REGISTRY_URL", raising=False)
@@ -181,8 +197,22 @@ def test_every_hint_names_a_real_option():
 def test_path_like_label_arguments_are_errors_not_labels(reg, tmp_path):
     url, engine = reg
     (tmp_path / "labels").mkdir()
-    res = CliRunner().invoke(app, ["vocab", "add", "--vocab", "shop", "--registry", url,
-                                   "red car", "lables/retail.txt", str(tmp_path / "labels"), "retail.txt", "--no-embed"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "vocab",
+            "add",
+            "--vocab",
+            "shop",
+            "--registry",
+            url,
+            "red car",
+            "lables/retail.txt",
+            str(tmp_path / "labels"),
+            "retail.txt",
+            "--no-embed",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "'lables/retail.txt': looks like a label file but does not exist" in res.stderr
     assert f"'{tmp_path / 'labels'}': looks like a label file but is a directory" in res.stderr
@@ -192,7 +222,9 @@ def test_path_like_label_arguments_are_errors_not_labels(reg, tmp_path):
 
 def test_all_labels_rejected_creates_no_vocabulary(reg, tmp_path):
     url, engine = reg
-    res = CliRunner().invoke(app, ["vocab", "add", "--vocab", "ghost", "--registry", url, "missing/file.txt", "  ", "--no-embed"])
+    res = CliRunner().invoke(
+        app, ["vocab", "add", "--vocab", "ghost", "--registry", url, "missing/file.txt", "  ", "--no-embed"]
+    )
     assert res.exit_code == 1
     assert "ghost" not in [v.name for v in store.list_vocabularies(engine)]
     out = store.add_labels(engine, "ghost2", ["", "\x00bad"], fake_encode)  # the library agrees
@@ -229,17 +261,20 @@ def test_malformed_params_is_one_line_exit_2(tmp_path, text):
         assert str(p) in res.stderr
 
 
-@pytest.mark.parametrize("override, shown", [
-    ("train.batch_size=-1", "train.batch_size=-1: expected >= 1"),
-    ("train.epochs=-3", "train.epochs=-3: expected >= 1"),
-    ("train.lr=-5", "train.lr=-5.0: expected > 0"),
-    ("loss.tau=0", "loss.tau=0.0: expected > 0"),
-    ("world.game_title_rate=1.5", "world.game_title_rate=1.5"),
-    ("reader.eval_sampling=sometimes", "expected one of random, uniform"),
-    ("evaluate.plot_points=1", "evaluate.plot_points=1"),
-    ("train.weight_decay=-0.1", "train.weight_decay=-0.1: expected >= 0"),  # default range by type
-    ("loss.neg_weight=.nan", "expected a finite number"),
-])
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        ("train.batch_size=-1", "train.batch_size=-1: expected >= 1"),
+        ("train.epochs=-3", "train.epochs=-3: expected >= 1"),
+        ("train.lr=-5", "train.lr=-5.0: expected > 0"),
+        ("loss.tau=0", "loss.tau=0.0: expected > 0"),
+        ("world.game_title_rate=1.5", "world.game_title_rate=1.5"),
+        ("reader.eval_sampling=sometimes", "expected one of random, uniform"),
+        ("evaluate.plot_points=1", "evaluate.plot_points=1"),
+        ("train.weight_decay=-0.1", "train.weight_decay=-0.1: expected >= 0"),  # default range by type
+        ("loss.neg_weight=.nan", "expected a finite number"),
+    ],
+)
 def test_config_ranges_name_key_and_value(override, shown):
     res = CliRunner().invoke(app, ["params", "-S", override])
     assert res.exit_code == 2 and shown in res.stderr and "Traceback" not in res.output
@@ -250,7 +285,9 @@ def test_config_ranges_cover_known_keys_and_defaults_pass(repo_root):
 
     from ovc.config import QUICK_OVERRIDES, RANGES, Config, load_config
 
-    keys = {f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(getattr(Config(), s.name))}
+    keys = {
+        f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(getattr(Config(), s.name))
+    }
     assert set(RANGES) <= keys  # no rule for a key that does not exist
     for params in ("params.yaml", "params-paper.yaml"):
         load_config(repo_root / params)

@@ -28,10 +28,27 @@ def server(published, registry_copy, tmp_path):
     port = _free_port()
     media = published.root / "raw" / "videos"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "ovc.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--registry", registry_copy, "--media-root", str(media),
-            *[a for o in published.overrides for a in ("-S", o)],
-            "-S", "serve.max_upload_mb=0.5", "-S", "serve.vocab_check_s=0", "-S", "serve.max_duration_s=30"]
+    args = [
+        sys.executable,
+        "-m",
+        "ovc.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--registry",
+        registry_copy,
+        "--media-root",
+        str(media),
+        *[a for o in published.overrides for a in ("-S", o)],
+        "-S",
+        "serve.max_upload_mb=0.5",
+        "-S",
+        "serve.vocab_check_s=0",
+        "-S",
+        "serve.max_duration_s=30",
+    ]
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -39,7 +56,9 @@ def server(published, registry_copy, tmp_path):
         deadline = time.time() + 120
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited {proc.returncode}: {(tmp_path / 'server.log').read_text()[-3000:]}")
+                raise AssertionError(
+                    f"server exited {proc.returncode}: {(tmp_path / 'server.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
@@ -58,7 +77,9 @@ def server(published, registry_copy, tmp_path):
         log.close()
 
 
-def test_serve_classifies_stays_up_and_reloads_vocabularies(server, published, published_model, registry_copy, tmp_path):
+def test_serve_classifies_stays_up_and_reloads_vocabularies(
+    server, published, published_model, registry_copy, tmp_path
+):
     import httpx
 
     from ovc.infer import Classifier
@@ -75,8 +96,11 @@ def test_serve_classifies_stays_up_and_reloads_vocabularies(server, published, p
         # an upload and a path under the media root give the in-process classifier's labels
         for v, w in zip(videos, want):
             with open(v, "rb") as f:
-                up = c.post("/classify", files={"file": (os.path.basename(v), f, "video/mp4")},
-                            data={"vocab": "train", "top_k": "3", "threshold": "none"})
+                up = c.post(
+                    "/classify",
+                    files={"file": (os.path.basename(v), f, "video/mp4")},
+                    data={"vocab": "train", "top_k": "3", "threshold": "none"},
+                )
             assert up.status_code == 200, up.text
             got = up.json()
             assert got["model_version"] == "v1" and got["vocab"] == "train"
@@ -103,11 +127,24 @@ def test_serve_classifies_stays_up_and_reloads_vocabularies(server, published, p
             "nothing": c.post("/classify"),
             "nul": c.post("/classify", data={"path": "a\x00b.mp4"}),  # Path.resolve raises ValueError: was a 500
             # chunked (no Content-Length): was spooled whole to disk by the form parser before the size check
-            "chunked": c.post("/classify", content=(b"x" * 65536 for _ in range(16)),
-                              headers={"content-type": "multipart/form-data; boundary=b"}),
+            "chunked": c.post(
+                "/classify",
+                content=(b"x" * 65536 for _ in range(16)),
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            ),
         }
-        expect = {"empty": 400, "text": 422, "oversize": 413, "dotdot": 403, "absolute": 403, "vocab": 404,
-                  "top_k": 400, "nothing": 400, "nul": 400, "chunked": 411}
+        expect = {
+            "empty": 400,
+            "text": 422,
+            "oversize": 413,
+            "dotdot": 403,
+            "absolute": 403,
+            "vocab": 404,
+            "top_k": 400,
+            "nothing": 400,
+            "nul": 400,
+            "chunked": 411,
+        }
         assert {k: r.status_code for k, r in bad.items()} == expect
         assert "empty upload" in bad["empty"].json()["detail"] and "notes.mp4" in bad["text"].json()["detail"]
         assert "outside the media root" in bad["dotdot"].json()["detail"]

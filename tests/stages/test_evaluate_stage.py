@@ -34,7 +34,15 @@ def test_evaluate_writes_metrics_scores_tables_and_plots(tiny_project):
     assert summary["attributes"]["provider"] == "hand-written"
     assert "CLIP with hand-written attributes" in (tiny_project / "eval" / "results.md").read_text()
     out = tiny_project / "eval"
-    splits = ["val", "open_actions", "open_actions_related", "open_entities", "open_rare", "open_synonyms", "open_temporal"]
+    splits = [
+        "val",
+        "open_actions",
+        "open_actions_related",
+        "open_entities",
+        "open_rare",
+        "open_synonyms",
+        "open_temporal",
+    ]
     assert sorted(summary["splits"]) == sorted(splits)
     assert summary["methods"] == METHODS
 
@@ -92,10 +100,19 @@ def test_closed_datasets_split_by_training_dataset_else_by_label_kind():
     vocab = ["car", "dog", "running", "swimming"]
     kinds = {"car": "entity", "dog": "entity", "running": "action", "swimming": "action"}
     positives = [["car"], ["dog", "car"], ["running"], ["swimming"]]
-    mixed = SplitData("val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds,
-                      sources=["youtube8m", "youtube8m", "kinetics", "kinetics"])
+    mixed = SplitData(
+        "val",
+        ["a", "b", "c", "d"],
+        ["a", "b", "c", "d"],
+        positives,
+        vocab,
+        kinds,
+        sources=["youtube8m", "youtube8m", "kinetics", "kinetics"],
+    )
     targets = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
-    scores = np.array([[0.9, 0.2, 0.1, 0.1], [0.8, 0.7, 0.3, 0.2], [0.1, 0.1, 0.4, 0.35], [0.2, 0.1, 0.3, 0.45]], dtype=np.float32)
+    scores = np.array(
+        [[0.9, 0.2, 0.1, 0.1], [0.8, 0.7, 0.3, 0.2], [0.1, 0.1, 0.4, 0.35], [0.2, 0.1, 0.3, 0.45]], dtype=np.float32
+    )
     datasets, by = closed_datasets(mixed, scores, targets)
     assert by == "source" and set(datasets) == {"val_youtube8m", "val_kinetics"}
     yt_scores, yt_targets = datasets["val_youtube8m"]
@@ -104,16 +121,22 @@ def test_closed_datasets_split_by_training_dataset_else_by_label_kind():
     assert set(details["f1_at_threshold"]) == {"val_youtube8m", "val_kinetics"}
     assert details["min_f1_at_threshold"] == min(details["f1_at_threshold"].values())
 
-    one = SplitData("val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds, sources=["synthworld"] * 4)
+    one = SplitData(
+        "val", ["a", "b", "c", "d"], ["a", "b", "c", "d"], positives, vocab, kinds, sources=["synthworld"] * 4
+    )
     datasets, by = closed_datasets(one, scores, targets)
     assert by == "kind" and set(datasets) == {"val_entity", "val_action"}
+
+
 def test_untrained_starts_and_novel_only_metrics(tiny_project):
     """<m>_step0 rows need no training; every split reports AUPR over its novel labels (never in training)."""
     from ovc.data.manifest import read_vocabulary
     from ovc.evaluate.metrics import novel_label_metrics
 
     methods = ["coop_step0", "clip_classname"]
-    cfg = load_config(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, f"evaluate.methods=[{','.join(methods)}]"))
+    cfg = load_config(
+        REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, f"evaluate.methods=[{','.join(methods)}]")
+    )
     run_stage("evaluate", cfg)  # no train stage ran: the untrained starts load no weights
     out = tiny_project / "eval"
     metrics = load_metrics_json(out / "metrics.json")
@@ -126,8 +149,12 @@ def test_untrained_starts_and_novel_only_metrics(tiny_project):
             again = novel_label_metrics(f.scores, f.targets, f.labels, known)
             assert entry["novel_labels"] == again["novel_labels"] == sum(label not in known for label in f.labels)
             stored = entry["aupr_macro_novel"]
-            assert (stored is None and np.isnan(again["aupr_macro_novel"])) or stored == pytest.approx(again["aupr_macro_novel"])
-    assert metrics["val"]["coop_step0"]["novel_labels"] == 0 and metrics["open_synonyms"]["coop_step0"]["novel_labels"] > 0
+            assert (stored is None and np.isnan(again["aupr_macro_novel"])) or stored == pytest.approx(
+                again["aupr_macro_novel"]
+            )
+    assert (
+        metrics["val"]["coop_step0"]["novel_labels"] == 0 and metrics["open_synonyms"]["coop_step0"]["novel_labels"] > 0
+    )
     md = (out / "results.md").read_text()
     assert "CoOp* (step 0)" in md and "novel labels only" in md
     assert (out / "results_aupr_macro_novel.csv").exists()

@@ -67,8 +67,12 @@ def test_republish_same_is_noop_changed_metrics_new_version_reusing_embeddings(p
     again = run_stage("publish", cfg)
     assert again["model_version"] == "v1" and again["created"] is False and again["encoded"] == 0
     # an evaluate-only param changed (DVC re-runs publish): identical inputs -> the existing version
-    eval_only = project_config(root, f"publish.artifacts_dir={published.root / 'registry_artifacts'}",
-                               "evaluate.plot_points=51", "evaluate.batch_size=8")
+    eval_only = project_config(
+        root,
+        f"publish.artifacts_dir={published.root / 'registry_artifacts'}",
+        "evaluate.plot_points=51",
+        "evaluate.batch_size=8",
+    )
     same = run_stage("publish", eval_only)
     assert same["model_version"] == "v1" and same["created"] is False
 
@@ -172,6 +176,8 @@ def test_publish_and_reload_ours_synth_through_the_one_method_registry(published
 
     for k, v in load_weights(run_dir(cfg, "ours_synth") / "final.safetensors").items():
         assert np.array_equal(stored[k].numpy(), v.numpy()), k
+
+
 def test_moved_project_loads_its_published_model(published, tmp_path):
     """Artifacts are stored relative to the registry: copy a project, publish there, move it, load it."""
     from ovc.infer import load_published

@@ -21,9 +21,17 @@ LABELS = ["dog", "red car", "running"]
 def _project(tmp_path: Path, *overrides: str, hand_written: dict | None = None):
     clean = tmp_path / "clean"
     clean.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"label": LABELS, "vertical": ["Animals", "Vehicles", "Actions"], "kind": ["entity", "entity", "action"],
-                  "vocab": ["train"] * 3}).to_parquet(clean / "vocabulary.parquet")
-    (clean / "attributes.json").write_text(json.dumps(hand_written if hand_written is not None else {"dog": ["four legs", "a tail"]}))
+    pd.DataFrame(
+        {
+            "label": LABELS,
+            "vertical": ["Animals", "Vehicles", "Actions"],
+            "kind": ["entity", "entity", "action"],
+            "vocab": ["train"] * 3,
+        }
+    ).to_parquet(clean / "vocabulary.parquet")
+    (clean / "attributes.json").write_text(
+        json.dumps(hand_written if hand_written is not None else {"dog": ["four legs", "a tail"]})
+    )
     return load_config(REPO_ROOT / "params.yaml", [f"paths.data={tmp_path}", *overrides])
 
 
@@ -31,7 +39,9 @@ def test_hand_written_attributes_keep_their_name_and_missing_ones_fail_naming_th
     from ovc.models.methods import MissingAttributesError, build_method, read_attributes
 
     cfg = _project(tmp_path, "clip.model=ovc-vit-tiny", "clip.pretrained=")
-    with pytest.raises(MissingAttributesError, match=r"attributes/attributes.json not found; run `ovc stage attributes`"):
+    with pytest.raises(
+        MissingAttributesError, match=r"attributes/attributes.json not found; run `ovc stage attributes`"
+    ):
         build_method(cfg, "clip_fixed_attributes")
     summary = run_stage("attributes", cfg)
     assert summary["provider"] == "hand-written" and summary["described"] == 1 and summary["failed"] == 2
@@ -49,7 +59,11 @@ def test_openai_compatible_endpoint_answers_are_parsed_cached_and_attributed(tmp
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             asked.append(body)
             label = body["messages"][0]["content"].split("video of ")[1].split(" shows")[0]
-            reply = {"choices": [{"message": {"content": f"1. {label} in motion\n- bright colours\n* {label} in motion\n\n"}}]}
+            reply = {
+                "choices": [
+                    {"message": {"content": f"1. {label} in motion\n- bright colours\n* {label} in motion\n\n"}}
+                ]
+            }
             data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -63,8 +77,13 @@ def test_openai_compatible_endpoint_answers_are_parsed_cached_and_attributed(tmp
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = _project(tmp_path, "attributes.provider=openai-compatible", "attributes.model=fake-llm", "attributes.k=3",
-                       f"attributes.endpoint=http://127.0.0.1:{server.server_address[1]}/v1/chat/completions")
+        cfg = _project(
+            tmp_path,
+            "attributes.provider=openai-compatible",
+            "attributes.model=fake-llm",
+            "attributes.k=3",
+            f"attributes.endpoint=http://127.0.0.1:{server.server_address[1]}/v1/chat/completions",
+        )
         first = run_stage("attributes", cfg)
         again = run_stage("attributes", cfg)  # every reply comes from the cache
     finally:
@@ -83,8 +102,13 @@ def test_seq2seq_model_dir_generates_descriptions(tmp_path):
     model, tokenizer = tiny_t5()
     model.save_pretrained(tmp_path / "t5")
     tokenizer.save_pretrained(tmp_path / "t5")
-    cfg = _project(tmp_path, "attributes.provider=seq2seq", f"attributes.model={tmp_path / 't5'}", "attributes.max_tokens=6",
-                   "compute.device=cpu")
+    cfg = _project(
+        tmp_path,
+        "attributes.provider=seq2seq",
+        f"attributes.model={tmp_path / 't5'}",
+        "attributes.max_tokens=6",
+        "compute.device=cpu",
+    )
     from ovc.synth.attributes import AttributesError
 
     try:
@@ -95,6 +119,8 @@ def test_seq2seq_model_dir_generates_descriptions(tmp_path):
     # every label was asked once through generate, and its reply cached by (label, prompt, model)
     cached = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "attributes").rglob("*.json")]
     assert sorted(c["label"] for c in cached) == sorted(LABELS)
-    assert all(c["provider"] == "seq2seq" and c["model"] == str(tmp_path / "t5") and c["label"] in c["prompt"] for c in cached)
+    assert all(
+        c["provider"] == "seq2seq" and c["model"] == str(tmp_path / "t5") and c["label"] in c["prompt"] for c in cached
+    )
     if summary is not None:
         assert summary["described"] + summary["failed"] == 3 and run_stage("attributes", cfg)["cached"] == 3

@@ -20,9 +20,9 @@ from ovc.config import Config, SynthLabelsConfig
 from ovc.data.manifest import read_vocabulary, write_manifest, write_vocabulary
 from ovc.data.synthworld import write_mp4
 from ovc.pipeline import STAGES, run_stage
+from ovc.stages.synth_labels import synth_labels
 from ovc.synth.labels import normalize_label, parse_label_list
 from ovc.synth.providers import OpenAICompatibleProvider, SynthProviderError
-from ovc.stages.synth_labels import synth_labels
 from ovc.synth.table import SynthLabelsError, merged_train_labels, merged_train_vocabulary, read_synth_labels
 
 VOCAB = ["dog", "Red Ball", "playing guitar"]
@@ -33,7 +33,9 @@ def _world(tmp_path: Path, **synth) -> Config:
     clean = tmp_path / "data" / "clean"
     rng = np.random.default_rng(0)
     rows = []
-    for i, (split, labels) in enumerate([("train", ["dog"]), ("train", ["Red Ball"]), ("train", ["dog"]), ("val", ["dog"])]):
+    for i, (split, labels) in enumerate(
+        [("train", ["dog"]), ("train", ["Red Ball"]), ("train", ["dog"]), ("val", ["dog"])]
+    ):
         vid = f"v{i}"
         path = clean / "videos" / f"{vid}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,14 +86,26 @@ class _Server:
 
 
 def _reply(content: str) -> tuple[int, bytes]:
-    return 200, json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).encode()
+    return 200, json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+        }
+    ).encode()
 
 
 def test_parse_and_normalize():
     assert parse_label_list('```json\n["Dog", "red  ball"]\n```') == ["Dog", "red  ball"]
     assert parse_label_list('Sure! Here they are: ["a", "b"] hope it helps') == ["a", "b"]
     assert parse_label_list('{"labels": ["x", 3]}') == ["x", "3"]
-    assert parse_label_list("1. dog\n2) red ball\n- guitar, piano; cat") == ["dog", "red ball", "guitar", "piano", "cat"]
+    assert parse_label_list("1. dog\n2) red ball\n- guitar, piano; cat") == [
+        "dog",
+        "red ball",
+        "guitar",
+        "piano",
+        "cat",
+    ]
     assert parse_label_list("") == []
     assert normalize_label("  Playing_Guitar.  ") == "playing guitar" and normalize_label('"Ｄog"') == "dog"
     assert normalize_label(" ... ") is None and normalize_label(None) is None
@@ -107,8 +121,17 @@ def test_openai_compatible_retry_malformed_cache_and_merge(tmp_path, monkeypatch
     ]
     with _Server(script) as server:
         cfg = _world(
-            tmp_path, provider="openai-compatible", endpoint=server.url, model="llava-test", retries=2, backoff_s=0.01,
-            api_key_env="OVC_TEST_KEY", num_frames=2, image_size=32, top_k=0, cache_dir=str(tmp_path / "cache"),
+            tmp_path,
+            provider="openai-compatible",
+            endpoint=server.url,
+            model="llava-test",
+            retries=2,
+            backoff_s=0.01,
+            api_key_env="OVC_TEST_KEY",
+            num_frames=2,
+            image_size=32,
+            top_k=0,
+            cache_dir=str(tmp_path / "cache"),
         )
         summary = synth_labels(cfg)
         assert len(server.requests) == 4
@@ -124,7 +147,12 @@ def test_openai_compatible_retry_malformed_cache_and_merge(tmp_path, monkeypatch
         assert summary["dropped"]["not_in_vocabulary"] == 1 and summary["unknown_labels_seen"] == {"unicorn": 1}
         labels = read_synth_labels(tmp_path / "data" / "synth_labels" / "labels.parquet")
         got = {(r.video_id, r.label, r.already_labelled) for r in labels.itertuples()}
-        assert got == {("v0", "dog", True), ("v0", "Red Ball", False), ("v2", "playing guitar", False), ("v2", "dog", True)}
+        assert got == {
+            ("v0", "dog", True),
+            ("v0", "Red Ball", False),
+            ("v2", "playing guitar", False),
+            ("v2", "dog", True),
+        }
         assert set(labels["provider"]) == {"openai-compatible"} and set(labels["model"]) == {"llava-test"}
         assert set(labels["score"]) == {1.0} and "v3" not in set(labels["video_id"])  # val is not labelled
 
@@ -137,7 +165,9 @@ def test_openai_compatible_retry_malformed_cache_and_merge(tmp_path, monkeypatch
     labels = read_synth_labels(tmp_path / "data" / "synth_labels" / "labels.parquet")
     assert ("v0", "unicorn") in set(zip(labels["video_id"], labels["label"]))  # keep_unknown: kept ...
     added = read_vocabulary(tmp_path / "data" / "synth_labels" / "vocabulary.parquet")
-    assert added.to_dict("records") == [{"label": "unicorn", "vertical": "Synthetic", "kind": "entity", "vocab": "train"}]
+    assert added.to_dict("records") == [
+        {"label": "unicorn", "vertical": "Synthetic", "kind": "entity", "vocab": "train"}
+    ]
 
     # merge into the training data: train rows only; off by default, forced by ours_synth
     from ovc.data.manifest import read_manifest
@@ -159,8 +189,16 @@ def test_openai_compatible_unreachable_fails_clearly(tmp_path):
     with socket.socket() as s:  # a port with nobody listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = _world(tmp_path, provider="openai-compatible", endpoint=f"http://127.0.0.1:{port}/v1/chat/completions",
-                 model="m", retries=1, backoff_s=0.01, timeout_s=2.0, cache_dir=str(tmp_path / "cache"))
+    cfg = _world(
+        tmp_path,
+        provider="openai-compatible",
+        endpoint=f"http://127.0.0.1:{port}/v1/chat/completions",
+        model="m",
+        retries=1,
+        backoff_s=0.01,
+        timeout_s=2.0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     with pytest.raises(SynthLabelsError, match="all 3 videos failed.*failed after 2 attempt"):
         synth_labels(cfg)
 
@@ -200,7 +238,10 @@ def test_clip_tagger_with_bootstrapped_clip(tmp_path):
     assert summary["videos"] == 3 and summary["labels"] == 6 and summary["failed"] == 0
     assert labels.groupby("video_id").size().to_dict() == {"v0": 2, "v1": 2, "v2": 2}
     assert set(labels["label"]) <= set(VOCAB) and labels["in_vocabulary"].all()
-    assert set(labels["provider"]) == {"clip-tagger"} and labels["model"].str.startswith(f"{cfg.clip.model}:local-dir:").all()
+    assert (
+        set(labels["provider"]) == {"clip-tagger"}
+        and labels["model"].str.startswith(f"{cfg.clip.model}:local-dir:").all()
+    )
     assert ((labels["score"] > 0) & (labels["score"] <= 1)).all()
     # a threshold no label reaches keeps nothing (the video is still processed, not failed)
     cfg_strict = dataclasses.replace(cfg, synth_labels=dataclasses.replace(cfg.synth_labels, threshold=0.999))

@@ -18,10 +18,10 @@ from ovc.stages.bootstrap_clip import bootstrap_clip
 from ovc.train.bootstrap import (
     METRICS_FILENAME,
     QUICK_OVERRIDES,
-    curve_ends,
     _lr_lambda,
     _prompts,
     caption_words,
+    curve_ends,
     to_model_input,
     train_clip,
     word_contrast_loss,
@@ -96,15 +96,24 @@ def test_word_contrast_loss_soft_targets_and_rows_without_words():
 
 def test_caption_phase_keeps_the_image_trunk_of_the_shape_phase():
     """LiT caption phase: the image trunk ends as the shape-word phase left it; head and text move."""
-    common = ["bootstrap.n_frames=128", "bootstrap.batch_size=16", "bootstrap.shape_steps=2", "bootstrap.warmup=1",
-              "bootstrap.eval_frames=8", "bootstrap.threads=1", "bootstrap.workers=1"]
+    common = [
+        "bootstrap.n_frames=128",
+        "bootstrap.batch_size=16",
+        "bootstrap.shape_steps=2",
+        "bootstrap.warmup=1",
+        "bootstrap.eval_frames=8",
+        "bootstrap.threads=1",
+        "bootstrap.workers=1",
+    ]
     runs = {}
     for steps in (3, 5):
         cfg = load_config(None, [*common, f"bootstrap.steps={steps}"])
         clip, hist = train_clip(cfg.bootstrap, cfg.clip, progress=False)
         runs[steps] = {n: p.detach().clone() for n, p in clip.model.named_parameters()}
         assert len(hist["caption_loss"]) == steps - 2
-    trunk = [n for n in runs[3] if n.startswith("visual.") and not n.startswith("visual.ln_post") and n != "visual.proj"]
+    trunk = [
+        n for n in runs[3] if n.startswith("visual.") and not n.startswith("visual.ln_post") and n != "visual.proj"
+    ]
     assert trunk and all(torch.equal(runs[3][n], runs[5][n]) for n in trunk)
     assert not torch.equal(runs[3]["visual.proj"], runs[5]["visual.proj"])
     assert not torch.equal(runs[3]["token_embedding.weight"], runs[5]["token_embedding.weight"])

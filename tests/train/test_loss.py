@@ -26,8 +26,10 @@ def test_loss_matches_hand_computed_case():
 
     # video 0: positive 0.5, negatives -0.2 and 0.1; video 1: positive 0.3, negatives 0.1 and -0.4
     expected = -(
-        math.log(sig(0.5 / tau)) + w * (math.log(1 - sig(-0.2 / tau)) + math.log(1 - sig(0.1 / tau)))
-        + math.log(sig(0.3 / tau)) + w * (math.log(1 - sig(0.1 / tau)) + math.log(1 - sig(-0.4 / tau)))
+        math.log(sig(0.5 / tau))
+        + w * (math.log(1 - sig(-0.2 / tau)) + math.log(1 - sig(0.1 / tau)))
+        + math.log(sig(0.3 / tau))
+        + w * (math.log(1 - sig(0.1 / tau)) + math.log(1 - sig(-0.4 / tau)))
     )
     got = multilabel_loss_from_scores(scores, targets, tau=tau, neg_weight=w)
     assert got.item() == pytest.approx(expected, rel=1e-6)

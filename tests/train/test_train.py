@@ -95,7 +95,9 @@ def test_frozen_method_cannot_be_trained(tiny_project):
 def test_killed_process_resumes_to_identical_weights(tiny_project, tmp_path):
     """A real SIGKILL of `ovc stage train` after its first checkpoint; the re-run finishes identically."""
     extra = ["train.epochs=3", "train.max_steps_per_epoch=2", "train.methods=[ours_no_temporal]"]
-    args = [sys.executable, "-m", "ovc.cli", "stage", "train"] + [a for o in tiny_overrides(tiny_project, *extra) for a in ("-S", o)]
+    args = [sys.executable, "-m", "ovc.cli", "stage", "train"] + [
+        a for o in tiny_overrides(tiny_project, *extra) for a in ("-S", o)
+    ]
     cfg = _cfg(tiny_project, *extra)
     ckpts = run_dir(cfg, "ours_no_temporal") / "checkpoints"
     proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -121,7 +123,13 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
     """Ray Train TorchTrainer, 2 CPU workers (gloo), two methods in one worker group: loss falls;
     stop after epoch 1 + resume == straight run."""
     pytest.importorskip("ray.train.torch", reason="ray[train] is a core dependency; its absence is an install error")
-    extra = ("train.num_workers=2", "train.epochs=3", "train.max_steps_per_epoch=2", "train.lr=0.003", "train.warmup_steps=0")
+    extra = (
+        "train.num_workers=2",
+        "train.epochs=3",
+        "train.max_steps_per_epoch=2",
+        "train.lr=0.003",
+        "train.warmup_steps=0",
+    )
     cfg = _cfg(tiny_project, *extra)
     try:
         train_methods(cfg, ["ours", "coop"], stop_after_epochs=1)  # one fit, both methods interrupted
@@ -148,12 +156,12 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
 def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     """Training from cached trunk outputs (float32) computes exactly the loss of the frame path."""
     from ovc.config import load_config as _load
+    from ovc.data.loader import ClipLoader, to_model_input
     from ovc.models.methods import build_method, method_clip
     from ovc.pipeline import run_stage
     from ovc.train.batching import sample_label_set
-    from ovc.train.features import FeatureCache
-    from ovc.data.loader import ClipLoader, to_model_input
     from ovc.train.data import TrainData
+    from ovc.train.features import FeatureCache
     from ovc.train.loop import batch_loss
 
     cfg = _cfg(tiny_project, "features.enabled=true", "features.dtype=float32", "reader.train_sampling=uniform")
@@ -178,11 +186,22 @@ def test_feature_cache_gives_the_same_loss_as_recomputing(tiny_project):
     assert torch.allclose(from_frames, from_cache, rtol=1e-5, atol=1e-5), (from_frames, from_cache)
 
     # a cache built from other weights is refused with what to run
-    stale = _load(REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, "features.enabled=true", "reader.num_frames=4"))
+    stale = _load(
+        REPO_ROOT / "params.yaml", tiny_overrides(tiny_project, "features.enabled=true", "reader.num_frames=4")
+    )
     with pytest.raises(Exception, match="re-run `ovc stage features`"):
         FeatureCache.load(stale)
     # and the whole loop runs from the cache
-    result = train_method(_cfg(tiny_project, "features.enabled=true", "features.dtype=float32", "train.epochs=1", "train.max_steps_per_epoch=2"), "ours")
+    result = train_method(
+        _cfg(
+            tiny_project,
+            "features.enabled=true",
+            "features.dtype=float32",
+            "train.epochs=1",
+            "train.max_steps_per_epoch=2",
+        ),
+        "ours",
+    )
     assert result["history"][0]["pairs"] > 0
 
 
@@ -196,7 +215,9 @@ def test_ray_payload_paths_are_absolute(tmp_path, monkeypatch):
     abs_cfg = _absolute_paths(cfg)
     assert abs_cfg.paths.data == str(tmp_path / "data")
     assert abs_cfg.clip.pretrained == f"local-dir:{tmp_path / 'weights'}"
-    assert _absolute_paths(load_config(REPO_ROOT / "params.yaml", ["clip.pretrained=openai"])).clip.pretrained == "openai"
+    assert (
+        _absolute_paths(load_config(REPO_ROOT / "params.yaml", ["clip.pretrained=openai"])).clip.pretrained == "openai"
+    )
 
 
 @pytest.mark.slow

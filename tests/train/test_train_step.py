@@ -29,7 +29,9 @@ def test_exact_part_matches_reference(step_inputs):
     torch.testing.assert_close(grad_o, grad_r, atol=1e-5, rtol=1e-3)
 
 
-@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no native bf16 (AVX512-BF16/AMX): train_autocast stays fp32")
+@pytest.mark.skipif(
+    not cpu_bf16_supported(), reason="this CPU has no native bf16 (AVX512-BF16/AMX): train_autocast stays fp32"
+)
 def test_cpu_bf16_step_within_tolerance(step_inputs):
     loss_r, grad_r = _first_step(step_inputs, optimised=False)
     loss_o, grad_o = _first_step(step_inputs, optimised=True)
@@ -50,6 +52,13 @@ def test_train_autocast_policy():
 @pytest.mark.slow
 def test_bench_quick_reports_speedup_and_agreement():
     out = bench_train_step(quick=True)
-    for key in ("speedup", "speedup_wall", "seconds_per_step_reference", "seconds_per_step_optimised", "grad_cosine", "loss_rel_diff"):
+    for key in (
+        "speedup",
+        "speedup_wall",
+        "seconds_per_step_reference",
+        "seconds_per_step_optimised",
+        "grad_cosine",
+        "loss_rel_diff",
+    ):
         assert key in out
     assert out["speedup"] > 0 and out["grad_cosine"] > 0.99 and out["loss_rel_diff"] < 1e-2

@@ -48,7 +48,11 @@ log = logging.getLogger(__name__)
 SOURCE = "activitynet"
 SPLIT = "open_activitynet"
 SUBSET = "validation"  # when ingest.activitynet_subsets is empty
-ANNOTATION_FILES = ["activity_net.v1-3.min.json", "activity_net.v1-2.min.json", "annotations/activity_net.v1-3.min.json"]
+ANNOTATION_FILES = [
+    "activity_net.v1-3.min.json",
+    "activity_net.v1-2.min.json",
+    "annotations/activity_net.v1-3.min.json",
+]
 
 
 def top_level_verticals(taxonomy: list[dict]) -> dict[str, str]:
@@ -85,8 +89,11 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
         else:
             skipped[str(v.get("subset"))] = skipped.get(str(v.get("subset")), 0) + 1
     if skipped:
-        log.warning("activitynet: skipped %s entries of subsets not in ingest.activitynet_subsets=%s",
-                    ", ".join(f"{n} {s!r}" for s, n in sorted(skipped.items())), subsets)
+        log.warning(
+            "activitynet: skipped %s entries of subsets not in ingest.activitynet_subsets=%s",
+            ", ".join(f"{n} {s!r}" for s, n in sorted(skipped.items())),
+            subsets,
+        )
     used: list[str] = []
     for yid, entry in capped(entries, cfg.ingest.max_videos_per_split):
         labels: list[str] = []
@@ -103,9 +110,18 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
             continue
         out.rows.append({"video_id": yid, "path": str(video), "labels": labels, "split": SPLIT, "source": SOURCE})
     for label in sorted(set(used)):
-        out.vocab.append({"label": label, "vertical": verticals.get(label, "Actions"), "kind": "action", "vocab": SPLIT})
-    out.notes.update({"annotation_file": str(path), "version": data.get("version"), "subsets": subsets,
-                      "annotated_videos": len(entries), "skipped_subsets": skipped})
+        out.vocab.append(
+            {"label": label, "vertical": verticals.get(label, "Actions"), "kind": "action", "vocab": SPLIT}
+        )
+    out.notes.update(
+        {
+            "annotation_file": str(path),
+            "version": data.get("version"),
+            "subsets": subsets,
+            "annotated_videos": len(entries),
+            "skipped_subsets": skipped,
+        }
+    )
     return out
 
 

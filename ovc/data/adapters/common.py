@@ -91,7 +91,9 @@ def root_for(cfg: Config, source: str) -> Path:
         raise DatasetFormatError(f"ingest.roots must be a mapping {{source: dir}}, got {roots!r}")
     root = roots.get(source) or cfg.ingest.root
     if not root:
-        raise DatasetFormatError(f"ingest source {source!r} needs a dataset directory: set ingest.root or ingest.roots.{source}")
+        raise DatasetFormatError(
+            f"ingest source {source!r} needs a dataset directory: set ingest.root or ingest.roots.{source}"
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DatasetFormatError(f"ingest source {source!r}: dataset directory {path} does not exist")
@@ -239,7 +241,9 @@ def _read_attributes(cfg: Config) -> dict[str, list[str]]:
         data = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DatasetFormatError(f"ingest.attributes {p}: cannot read JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()):
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()
+    ):
         raise DatasetFormatError(f"ingest.attributes {p}: expected {{label: [descriptions]}}")
     return data
 
@@ -282,25 +286,37 @@ def write_output(cfg: Config, out: AdapterOutput, out_dir: Path) -> dict[str, An
         else:
             rows[row["video_id"]] = {**row, "labels": list(row["labels"])}
     out.rows = list(rows.values())
-    manifest = pd.DataFrame(out.rows) if out.rows else pd.DataFrame({c: pd.Series(dtype=object if c == "labels" else "str") for c in columns})
+    manifest = (
+        pd.DataFrame(out.rows)
+        if out.rows
+        else pd.DataFrame({c: pd.Series(dtype=object if c == "labels" else "str") for c in columns})
+    )
     vocabulary = pd.DataFrame(out.vocab, columns=["label", "vertical", "kind", "vocab"]).astype("str")
     if len(manifest) == 0:
         log.warning("ingest: no video found for any annotation (%d missing); the manifest is empty", len(out.missing))
     write_manifest(manifest, out_dir / "manifest.parquet", allow_empty_labels=True)
     write_vocabulary(vocabulary, out_dir / "vocabulary.parquet")
     atomic_write_json(out_dir / "attributes.json", _read_attributes(cfg))
-    atomic_write_json(out_dir / "missing_videos.json", {"missing": sorted(out.missing), "failed": dict(sorted(out.failed.items()))})
+    atomic_write_json(
+        out_dir / "missing_videos.json", {"missing": sorted(out.missing), "failed": dict(sorted(out.failed.items()))}
+    )
     for vid in out.missing[:5]:
         log.warning("ingest: video not found: %s", vid)
     if out.missing:
-        log.warning("ingest: %d annotated videos not found (listed in %s)", len(out.missing), out_dir.name + "/missing_videos.json")
+        log.warning(
+            "ingest: %d annotated videos not found (listed in %s)",
+            len(out.missing),
+            out_dir.name + "/missing_videos.json",
+        )
     return {
         "videos": len(manifest),
         "missing_videos": len(out.missing),
         "missing_ids": sorted(out.missing)[:SUMMARY_IDS],
         "failed": len(out.failed),
         "failed_ids": sorted(out.failed)[:SUMMARY_IDS],
-        "splits": {str(k): int(v) for k, v in manifest["split"].value_counts(sort=False).items()} if len(manifest) else {},
+        "splits": {str(k): int(v) for k, v in manifest["split"].value_counts(sort=False).items()}
+        if len(manifest)
+        else {},
         "vocabulary_sizes": {str(k): int(v) for k, v in vocabulary["vocab"].value_counts(sort=False).items()},
         "label_occurrences": int(sum(len(x) for x in manifest["labels"])) if len(manifest) else 0,
         "duplicate_rows_merged": duplicates,

@@ -40,7 +40,14 @@ SOURCE = "kinetics"
 COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 SPLIT_FILES = {  # our split -> candidate CSVs (relative to the root)
     "train": ["train.csv", "annotations/train.csv", "kinetics_400_train.csv", "kinetics400/train.csv"],
-    "val": ["validate.csv", "val.csv", "annotations/validate.csv", "annotations/val.csv", "kinetics_400_validate.csv", "kinetics400/validate.csv"],
+    "val": [
+        "validate.csv",
+        "val.csv",
+        "annotations/validate.csv",
+        "annotations/val.csv",
+        "kinetics_400_validate.csv",
+        "kinetics400/validate.csv",
+    ],
 }
 
 
@@ -70,12 +77,14 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
         path = next((root / c for c in candidates if (root / c).is_file()), None)
         if path is None:
             if split == "train":
-                raise DatasetFormatError(f"{root}: Kinetics train CSV not found; expected one of: {', '.join(candidates)}")
+                raise DatasetFormatError(
+                    f"{root}: Kinetics train CSV not found; expected one of: {', '.join(candidates)}"
+                )
             out.notes.setdefault("absent_splits", []).append(split)
             continue
         df = read_csv(path)
         rows = []
-        for i, r in df.iterrows():
+        for _, r in df.iterrows():
             label = r["label"]
             if not isinstance(label, str) or not label.strip() or pd.isna(r["time_start"]) or pd.isna(r["time_end"]):
                 bad_rows += 1  # e.g. unlabelled test-style rows

@@ -69,7 +69,9 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
         raise DatasetFormatError(f"{path}: cannot read CSV ({e})") from None
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
-        raise DatasetFormatError(f"{path}: missing column(s) {missing_cols}; RareAct's rareact.csv has {', '.join(COLUMNS)}")
+        raise DatasetFormatError(
+            f"{path}: missing column(s) {missing_cols}; RareAct's rareact.csv has {', '.join(COLUMNS)}"
+        )
     bad = df.index[~df["annotation"].isin([0, 1, 2, 3, 4]) | df["verb"].isna() | df["noun"].isna()].tolist()
     if bad:
         raise DatasetFormatError(f"{path}: rows {bad[:10]} have an annotation outside 0-4 or no verb/noun")
@@ -109,7 +111,9 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
             out.failed[cid] = f"{type(e).__name__}: {e}"
             continue
         cut += 1
-        out.rows.append({"video_id": cid, "path": f"videos/{cid}.mp4", "labels": labels, "split": SPLIT, "source": SOURCE})
+        out.rows.append(
+            {"video_id": cid, "path": f"videos/{cid}.mp4", "labels": labels, "split": SPLIT, "source": SOURCE}
+        )
     for label, (kind, vertical) in vocab.items():
         out.vocab.append({"label": label, "vertical": vertical, "kind": kind, "vocab": SPLIT})
     out.notes.update({"annotation_file": str(path), "judgements": len(df), "clips": len(clips), "clips_cut": cut})

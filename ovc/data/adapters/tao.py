@@ -111,7 +111,13 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
             out.missing.append(vid)
             continue
         out.rows.append(
-            {"video_id": vid, "path": rel or str(path_), "labels": list(labels_of.get(v.get("id"), [])), "split": SPLIT, "source": SOURCE}
+            {
+                "video_id": vid,
+                "path": rel or str(path_),
+                "labels": list(labels_of.get(v.get("id"), [])),
+                "split": SPLIT,
+                "source": SOURCE,
+            }
         )
     for label in sorted(used):
         out.vocab.append({"label": label, "vertical": "Objects", "kind": "entity", "vocab": SPLIT})

@@ -256,7 +256,9 @@ def encode_example(features: Mapping[str, Sequence]) -> bytes:
     return _enc_len(1, encode_features(features))
 
 
-def encode_sequence_example(context: Mapping[str, Sequence], frame_features: Mapping[str, Sequence[bytes]] | None = None) -> bytes:
+def encode_sequence_example(
+    context: Mapping[str, Sequence], frame_features: Mapping[str, Sequence[bytes]] | None = None
+) -> bytes:
     """Serialized ``tf.train.SequenceExample`` (context + optional bytes feature lists, e.g. ``rgb``)."""
     out = _enc_len(1, encode_features(context))
     if frame_features:

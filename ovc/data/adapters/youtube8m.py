@@ -35,8 +35,9 @@ Every vocabulary row becomes a ``train``-vocabulary label (kind ``entity``, vert
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -53,7 +54,17 @@ from ovc.data.adapters.common import (
 from ovc.data.adapters.tfrecord import TFRecordError, read_tfrecord_features
 
 SOURCE = "youtube8m"
-VOCAB_COLUMNS = ("Index", "TrainVideoCount", "KnowledgeGraphId", "Name", "WikiUrl", "Vertical1", "Vertical2", "Vertical3", "WikiDescription")
+VOCAB_COLUMNS = (
+    "Index",
+    "TrainVideoCount",
+    "KnowledgeGraphId",
+    "Name",
+    "WikiUrl",
+    "Vertical1",
+    "Vertical2",
+    "Vertical3",
+    "WikiDescription",
+)
 TRAIN_GLOBS = ("video/train*.tfrecord", "train*.tfrecord")
 VAL_GLOBS = ("segments/validate*.tfrecord", "frame/validate*.tfrecord")
 TRAIN_CSV = "train_labels.csv"
@@ -68,7 +79,9 @@ def read_vocabulary_csv(path: Path) -> pd.DataFrame:
         raise DatasetFormatError(f"{path}: cannot read CSV ({e})") from None
     missing = [c for c in ("Index", "Name", "Vertical1") if c not in df.columns]
     if missing:
-        raise DatasetFormatError(f"{path}: missing column(s) {missing}; YouTube-8M vocabulary.csv has {', '.join(VOCAB_COLUMNS)}")
+        raise DatasetFormatError(
+            f"{path}: missing column(s) {missing}; YouTube-8M vocabulary.csv has {', '.join(VOCAB_COLUMNS)}"
+        )
     bad = df.index[df["Name"].isna() | pd.to_numeric(df["Index"], errors="coerce").isna()].tolist()
     if bad:
         raise DatasetFormatError(f"{path}: rows {bad[:10]} have no Name or a non-integer Index")
@@ -96,7 +109,9 @@ def iter_segment_rated(paths: list[Path]) -> Iterator[tuple[str, list[int]]]:
         for i, f in enumerate(read_tfrecord_features(path)):
             labels, scores = f.get("segment_labels", []), f.get("segment_scores", [])
             if len(labels) != len(scores):
-                raise DatasetFormatError(f"{path}: record {i}: {len(labels)} segment_labels but {len(scores)} segment_scores")
+                raise DatasetFormatError(
+                    f"{path}: record {i}: {len(labels)} segment_labels but {len(scores)} segment_scores"
+                )
             confirmed = sorted({int(lab) for lab, s in zip(labels, scores) if s >= 0.5})
             yield _video_id(f, path, i), confirmed
 
@@ -109,15 +124,21 @@ def iter_csv(path: Path) -> Iterator[tuple[str, list[int]]]:
         raise DatasetFormatError(f"{path}: cannot read CSV ({e})") from None
     id_col = "video_id" if "video_id" in df.columns else "id"  # the 2017 release says video_id, later ones id
     if not {id_col, "labels"} <= set(df.columns):
-        raise DatasetFormatError(f"{path}: expected columns video_id (or id), labels (space-separated label indices); got {list(df.columns)}")
+        raise DatasetFormatError(
+            f"{path}: expected columns video_id (or id), labels (space-separated label indices); got {list(df.columns)}"
+        )
     for i, (vid, labels) in enumerate(zip(df[id_col], df["labels"])):
         try:
             yield vid, [int(x) for x in str(labels).replace(",", " ").split()]
         except ValueError:
-            raise DatasetFormatError(f"{path}: row {i} (video_id={vid!r}): labels {labels!r} are not integer indices") from None
+            raise DatasetFormatError(
+                f"{path}: row {i} (video_id={vid!r}): labels {labels!r} are not integer indices"
+            ) from None
 
 
-def _records(root: Path, globs: tuple[str, ...], csv_name: str, segments: bool) -> tuple[Iterator[tuple[str, list[int]]] | None, str]:
+def _records(
+    root: Path, globs: tuple[str, ...], csv_name: str, segments: bool
+) -> tuple[Iterator[tuple[str, list[int]]] | None, str]:
     files = sorted({p for g in globs for p in root.glob(g)})
     if files:
         return (iter_segment_rated(files) if segments else iter_video_level(files)), f"{len(files)} tfrecord file(s)"
@@ -147,7 +168,10 @@ def read(cfg: Config, root: Path, out_dir: Path) -> AdapterOutput:
     videos = index_videos(root)
 
     unknown_indices = 0
-    for split, globs, csv_name, segments in (("train", TRAIN_GLOBS, TRAIN_CSV, False), ("val", VAL_GLOBS, VAL_CSV, True)):
+    for split, globs, csv_name, segments in (
+        ("train", TRAIN_GLOBS, TRAIN_CSV, False),
+        ("val", VAL_GLOBS, VAL_CSV, True),
+    ):
         try:
             records, origin = _records(root, globs, csv_name, segments)
         except TFRecordError as e:
