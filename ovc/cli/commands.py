@@ -29,7 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ovc.cli.common import JsonOpt, ParamsOpt, RegistryOpt, SetOpt, err, fail, load_cfg, open_engine, quiet_logging
+from ovc.cli.common import (
+    JsonOpt,
+    ParamsOpt,
+    RegistryOpt,
+    SetOpt,
+    err,
+    fail,
+    load_cfg,
+    open_engine,
+    quiet_logging,
+    registry_session,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -212,12 +223,11 @@ def vocab_ls(
     set_: list[str] | None = SetOpt,
 ) -> None:
     """List vocabularies (name, size) or one vocabulary's labels."""
-    from ovc.registry.store import RegistryError, list_labels, list_vocabularies
+    from ovc.registry.store import list_labels, list_vocabularies
 
     quiet_logging()
-    cfg = load_cfg(params, set_)
-    engine = open_engine(cfg, registry)
-    try:
+    # a RegistryError (unknown vocabulary ...) is an OvcError: the app prints it as one line, exit 2
+    with registry_session(registry, params, set_) as (_, engine):
         if vocab is None:
             rows: list[dict[str, Any]] = [
                 {"vocabulary": v.name, "labels": v.n_labels, "created_at": str(v.created_at)}
@@ -232,10 +242,6 @@ def vocab_ls(
                     typer.echo(f"{r['vocabulary']:{width}s}  {r['labels']:7d}")
             return
         labels = list_labels(engine, vocab)
-    except RegistryError as e:
-        raise fail(str(e)) from None
-    finally:
-        engine.dispose()
     if as_json:
         typer.echo(
             json.dumps(
@@ -353,12 +359,8 @@ def registry_ls(
 ) -> None:
     """Model versions (digests, embeddings, thresholds), vocabularies and their sizes."""
     quiet_logging()
-    cfg = load_cfg(params, set_)
-    engine = open_engine(cfg, registry)
-    try:
+    with registry_session(registry, params, set_) as (_, engine):
         info = registry_overview(engine)
-    finally:
-        engine.dispose()
     if as_json:
         typer.echo(json.dumps(info, ensure_ascii=False, indent=2, default=str))
         return
