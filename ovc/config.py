@@ -208,10 +208,12 @@ class LabelEncoderConfig:
 @dataclass
 class VideoEncoderConfig:
     temporal_layers: int = 4  # T: temporal branch on the last T CLIP layers (paper Table 3a)
-    weight_reg_lambda: float = 0.5  # λ of stochastic weight regularisation, α ~ U(0, λ) (paper §3.2)
+    weight_reg_lambda: float = 0.5  # λ of stochastic weight regularisation, α ~ U(0, λ) (paper §3.2); 0 = none: α = 1 in training and at eval (method ours_no_reg)
     use_temporal: bool = True  # False = frozen CLIP mean of frames ("ours_no_temporal")
     spatial_mlp: bool = False  # branch spatial layer = copy of CLIP attention only (paper) or attention+MLP
-    eval_alpha: float | None = None  # α used at eval; None = E[α] = λ/2 (dropout-style expected weights)
+    eval_alpha: float | None = (
+        None  # α used at eval; None = E[α] = λ/2 (dropout-style expected weights); ignored when λ = 0
+    )
 
 
 @dataclass

@@ -34,8 +34,16 @@ through :func:`torch.func.functional_call` on ``torch.lerp``-interpolated tensor
 one backward, ``dθ/dθ_ft = α``. At eval the weights are the *expected* training weights,
 ``α = E[α] = λ/2`` (``eval_alpha`` overrides): training never sees α above λ, so using θ_ft (α=1)
 would extrapolate the learned weight delta ~4x beyond its average training scale — the same
-reason dropout scales weights by their keep probability at test time. ``λ <= 0`` disables the
-regularisation (α = 1, θ_ft used directly).
+reason dropout scales weights by their keep probability at test time.
+
+**λ = 0 is "no regularisation"** (the ``ours_no_reg`` ablation, Table 3b's "✗ Spatial Reg." row with
+the frozen backbone): α = 1 in training *and* at eval, so the spatial layers are θ_ft, trained with
+the full gradient (dθ/dθ_ft = 1) and used as trained; ``eval_alpha`` is ignored (an eval-time pull
+towards θ_frozen would be a post-hoc regulariser, WiSE-FT-like, which the ablation must not have).
+It is *not* the literal limit of α ~ U(0, λ): λ → 0⁺ gives α ≈ 0, i.e. θ = θ_frozen with no gradient
+reaching θ_ft — the spatial copies frozen at CLIP's weights, a different ablation (only the temporal
+attention, projections, position embeddings and readout would train). The jump at λ = 0 is
+deliberate; the branch itself is on in both cases (``use_temporal`` switches it off).
 """
 
 from __future__ import annotations
@@ -234,7 +242,16 @@ class VideoEncoder(nn.Module):
 
     # ------------------------------------------------------------------ weight regularisation
     def resolve_alpha(self, alpha: float | None = None) -> float:
-        """α for this forward: explicit > disabled (λ<=0 -> 1) > U(0, λ) in training > eval α."""
+        """α for this forward: explicit > disabled (λ<=0 -> 1) > U(0, λ) in training > eval α.
+
+        Args:
+            alpha: an explicit α (tests, analysis, the trainer's per-step draw); wins over the rest.
+
+        Returns:
+            ``alpha`` if given; 1.0 when λ <= 0 (no regularisation: θ_ft as trained, in training and at
+            eval alike, ``eval_alpha`` ignored — see the module doc); a draw of U(0, λ) in training;
+            ``eval_alpha``, else E[α] = λ/2, at eval.
+        """
         lam = self.cfg.weight_reg_lambda
         if alpha is not None:
             return float(alpha)

@@ -196,3 +196,32 @@ def test_eval_interpolation_cache_tracks_weight_updates(clip, video):
     assert (changed - first).abs().max().item() > 1e-5
     with torch.enable_grad():
         assert torch.allclose(enc(video), changed, atol=1e-6)
+
+
+def test_lambda_zero_is_no_regularisation_not_frozen_spatial_layers(clip, video):
+    """λ = 0 (ours_no_reg, §3.2 / Table 3b "✗ Spatial Reg."): α = 1 in training and at eval, eval_alpha
+    ignored — θ_ft trained with the full gradient and used as trained. Not the literal U(0, 0) = 0,
+    which would freeze the spatial copies at CLIP's weights (no gradient reaches θ_ft)."""
+    enc = VideoEncoder(clip, VideoEncoderConfig(temporal_layers=2, weight_reg_lambda=0.0, eval_alpha=0.3)).train()
+    _randomize_branch(enc)
+    target = torch.randn(B, clip.embed_dim, generator=torch.Generator().manual_seed(5))
+    assert enc.sample_alpha(torch.Generator().manual_seed(0)) is None  # the trainer then passes None: by mode
+
+    def spatial_grads(alpha: float | None) -> list[torch.Tensor]:
+        enc.zero_grad(set_to_none=True)
+        (enc(video, alpha=alpha) * target).sum().backward()
+        return [p.grad.clone() for blk in enc.blocks for p in blk.spatial.parameters()]
+
+    by_mode, full = spatial_grads(None), spatial_grads(1.0)
+    assert any(g.abs().max() > 0 for g in by_mode)  # the spatial layers train ...
+    for a, b in zip(by_mode, full):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # ... with dθ/dθ_ft = 1
+    with torch.no_grad():
+        for blk in enc.blocks:  # fine-tuned away from CLIP: now α matters
+            for p in blk.spatial.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        for mode in (enc.train, enc.eval):
+            mode()
+            assert enc.resolve_alpha() == 1.0
+            assert torch.equal(enc(video), enc(video, alpha=1.0))  # θ_ft as trained, eval_alpha=0.3 ignored
+            assert (enc(video) - enc(video, alpha=0.3)).abs().max().item() > 1e-5
