@@ -10,6 +10,7 @@ name                       label side                                           
 =========================  =====================================================  ====================
 ``ours``                   LLM prefixes + prompt transformer -> CLIP (§3.1)        temporal branch (§3.2)
 ``ours_no_temporal``       same                                                   frozen CLIP mean of frames
+``ours_no_reg``            same                                                   temporal branch, λ = 0 (no weight reg.)
 ``clip_classname``         CLIP("a video of {label}.")                            frozen mean of frames
 ``clip_templates``         mean of CLIP over 8 video prompt templates             frozen mean of frames
 ``clip_fixed_attributes``  mean of CLIP(class-name prompt, "{label}, which has     frozen mean of frames
@@ -19,7 +20,7 @@ name                       label side                                           
 ``vificlip``               ViFi-CLIP*: CLIP("a video of {label}."), fine-tuned     CLIP mean of frames, fine-tuned
 =========================  =====================================================  ====================
 
-Trainable: ours (prefixes, prompt transformer, branch), ours_no_temporal (prefixes, prompt
+Trainable: ours and ours_no_reg (prefixes, prompt transformer, branch), ours_no_temporal (prefixes, prompt
 transformer), coop (context), dualcoop (both contexts), vificlip (both CLIP towers); the
 ``clip_*`` baselines have none.
 

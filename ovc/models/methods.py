@@ -20,10 +20,11 @@ key                        display name (table row)                trainable  fr
 ``ours_no_temporal``       Ours: CLIP + Learnable LLM Prompts      yes        yes            itself
 ``ours``                   Ours: + Temporal Modeling               yes        yes            itself
 ``ours_synth``             Ours: + Synthetic Labels                yes        yes            ``ours``
+``ours_no_reg``            Ours, no weight regularisation (λ = 0)  yes        yes            itself
 =========================  ======================================  =========  =============  ===========
 
-Untrained starts: ``<m>_step0`` for each trainable ``m`` except ``ours_synth`` (whose start is
-``ours``'s) is ``m`` built and never trained, rows "<display> (step 0)" right before ``m``'s: the
+Untrained starts: ``<m>_step0`` for each trainable ``m`` except ``ours_synth`` and ``ours_no_reg``
+(whose start is ``ours``'s) is ``m`` built and never trained, rows "<display> (step 0)" right before ``m``'s: the
 evaluate table shows what training adds. They are not trainable and load no weights (the label
 encoders start at the zero-shot prompt, the temporal branch at the frozen mean of frames, so these
 rows sit at or near ``clip_classname``; ``vificlip_step0`` *is* it).
@@ -31,6 +32,11 @@ rows sit at or near ``clip_classname``; ``vificlip_step0`` *is* it).
 "frozen trunk": the video side is the frozen CLIP ViT (:class:`~ovc.models.video_encoder.VideoEncoder`),
 so its trunk outputs can be cached by the ``features`` stage. ``ours_synth`` is ``ours`` trained on
 the clean labels merged with the synthetic ones (paper §4.4): same model, its own weights.
+``ours_no_reg`` is the weight-regularisation ablation (paper §3.2, Table 3b "✗ Spatial Reg.", frozen
+backbone): ``ours`` with ``video_encoder.weight_reg_lambda = 0``, i.e. the branch's spatial layers
+trained and used without interpolation towards the frozen CLIP weights (α = 1 in training and at
+eval; :mod:`ovc.models.video_encoder` says why λ = 0 means that). Not in the default
+``train.methods``; ``ovc bench paper_claims`` trains and evaluates it.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ class MethodSpec:
         frozen_trunk: its video side is the frozen CLIP ViT (the feature cache can stand in for it).
         base: the model key it builds (``ours_synth`` -> ``ours``, ``coop_step0`` -> ``coop``); itself otherwise.
         untrained: the untrained start (step 0) of the trainable method ``base``.
+        variant_of: a trainable method this one only re-configures (``ours_no_reg`` -> ``ours``: same
+            architecture and initial weights, another ``video_encoder`` config), so it has no untrained
+            start of its own (``<variant_of>_step0`` is it) and nothing of its own for cost benchmarks.
     """
 
     name: str
@@ -73,6 +82,7 @@ class MethodSpec:
     frozen_trunk: bool
     base: str = ""
     untrained: bool = False
+    variant_of: str = ""
 
     @property
     def builds(self) -> str:
@@ -83,10 +93,11 @@ STEP0_SUFFIX = "_step0"
 
 
 def _with_untrained_starts(specs: tuple[MethodSpec, ...]) -> tuple[MethodSpec, ...]:
-    """Each trainable method preceded by its untrained start ``<name>_step0`` (not ``ours_synth``: same as ``ours``'s)."""
+    """Each trainable method preceded by its untrained start ``<name>_step0`` (not ``ours_synth`` nor
+    ``ours_no_reg``: at step 0 both are ``ours`` exactly — θ_ft = θ_frozen makes α irrelevant, W_out = 0)."""
     out: list[MethodSpec] = []
     for s in specs:
-        if s.trainable and not s.base:
+        if s.trainable and not s.base and not s.variant_of:
             out.append(
                 MethodSpec(
                     s.name + STEP0_SUFFIX,
@@ -115,6 +126,14 @@ METHODS: dict[str, MethodSpec] = {
             MethodSpec("ours_no_temporal", "Ours: CLIP + Learnable LLM Prompts", trainable=True, frozen_trunk=True),
             MethodSpec("ours", "Ours: + Temporal Modeling", trainable=True, frozen_trunk=True),
             MethodSpec("ours_synth", "Ours: + Synthetic Labels", trainable=True, frozen_trunk=True, base="ours"),
+            # ablation (Table 3b), after the Table 1 rows
+            MethodSpec(
+                "ours_no_reg",
+                "Ours, no weight regularisation (λ = 0)",
+                trainable=True,
+                frozen_trunk=True,
+                variant_of="ours",
+            ),
         )
     )
 }
@@ -237,11 +256,14 @@ def _assemble(
     if kind == "vificlip":
         unlock_clip(clip)
         return Method(name, PromptLabelEncoder(clip, [b.classname_template]), FrameMeanVideoEncoder(clip))
-    temporal = kind == "ours"
-    video = VideoEncoder(
-        clip, dataclasses.replace(cfg.video_encoder, use_temporal=temporal and cfg.video_encoder.use_temporal)
-    )
-    if kind in ("ours", "ours_no_temporal"):
+    temporal = kind in ("ours", "ours_no_reg")
+    video_cfg = dataclasses.replace(cfg.video_encoder, use_temporal=temporal and cfg.video_encoder.use_temporal)
+    if kind == "ours_no_reg":
+        # §3.2 ablation: λ = 0 is "no regularisation" (α = 1 in training and at eval, see VideoEncoder);
+        # eval_alpha cleared too, so a value tuned for `ours` cannot pull the ablation back towards CLIP
+        video_cfg = dataclasses.replace(video_cfg, weight_reg_lambda=0.0, eval_alpha=None)
+    video = VideoEncoder(clip, video_cfg)
+    if kind in ("ours", "ours_no_temporal", "ours_no_reg"):
         return Method(name, create_label_encoder(cfg, clip, llm=llm), video)
     if kind == "clip_classname":
         return Method(name, PromptLabelEncoder(clip, [b.classname_template]), video)

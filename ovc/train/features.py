@@ -9,7 +9,7 @@ decode + CLIP trunk into a lookup. The cache holds one deterministic frame sampl
 ``reader.train_sampling`` — the price of the speed-up, and why it is off by default.
 
 Only methods whose video side is the frozen trunk can use it (``ours``, ``ours_no_temporal``,
-``coop``, ``dualcoop``, ``ours_synth``); ``vificlip`` fine-tunes CLIP and always decodes frames.
+``coop``, ``dualcoop``, ``ours_synth``, ``ours_no_reg``); ``vificlip`` fine-tunes CLIP and always decodes frames.
 
 Files: ``data/features/train.safetensors`` (``embeds``, ``tokens``) and ``data/features/index.json``
 (video ids in row order, the fingerprint of what the cache depends on, sizes).

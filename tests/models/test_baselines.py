@@ -70,7 +70,8 @@ def test_method_shapes_norms_and_trainable_sets(name, frames):
         assert "label_encoder.llm.prefixes" in trainable
         assert any(n.startswith("label_encoder.prompt_transformer.") for n in trainable)
         assert not any(".clip." in f".{n}" or "llm.llm." in n for n in trainable)
-        assert any(n.startswith("video_encoder.") for n in trainable) == (name in ("ours", "ours_synth"))
+        # ours_no_reg (λ = 0) keeps the branch: "no regularisation", not "no temporal branch"
+        assert any(n.startswith("video_encoder.") for n in trainable) == (name in ("ours", "ours_synth", "ours_no_reg"))
     assert len(method.trainable_parameters()) == len(trainable)
 
     if trainable:  # gradients reach exactly the trainable set
@@ -131,9 +132,18 @@ def test_registry_lists_derive_from_one_table():
     from ovc.models.methods import CACHEABLE_METHODS, TRAINABLE_METHODS
 
     assert list(METHOD_DISPLAY_NAMES) == list(METHODS)
-    assert set(TRAINABLE_METHODS) == {"ours", "ours_no_temporal", "coop", "dualcoop", "vificlip", "ours_synth"}
-    assert "vificlip" not in CACHEABLE_METHODS and "ours_synth" in CACHEABLE_METHODS
+    assert set(TRAINABLE_METHODS) == {
+        "ours",
+        "ours_no_temporal",
+        "coop",
+        "dualcoop",
+        "vificlip",
+        "ours_synth",
+        "ours_no_reg",
+    }
+    assert "vificlip" not in CACHEABLE_METHODS and {"ours_synth", "ours_no_reg"} <= set(CACHEABLE_METHODS)
     untrained = [n for n, s in METHODS.items() if s.untrained]
+    # no ours_no_reg_step0: untrained, ours_no_reg is ours_step0 exactly (θ_ft = θ_frozen, W_out = 0)
     assert untrained == ["coop_step0", "dualcoop_step0", "vificlip_step0", "ours_no_temporal_step0", "ours_step0"]
     assert list(METHODS).index("ours_step0") == list(METHODS).index("ours") - 1
     assert METHOD_DISPLAY_NAMES["ours_step0"] == "Ours: + Temporal Modeling (step 0)"
@@ -179,3 +189,27 @@ def test_trainable_state_roundtrip_and_vocabulary_embedding():
         other.load_state_dict_trainable({})
     with pytest.raises(ValueError, match="unknown method"):
         create_method("clip++", _method("coop")[1])
+
+
+def test_ours_no_reg_is_ours_at_lambda_zero_with_its_branch_on(frames):
+    """ours_no_reg (§3.2 ablation): ours' architecture and initial weights, λ = 0 and no eval_alpha,
+    whatever the config says for ours; untrained it embeds videos exactly as ours does."""
+    from ovc.models.methods import method_spec
+
+    cfg = _cfg()
+    cfg.video_encoder = dataclasses.replace(cfg.video_encoder, weight_reg_lambda=0.5, eval_alpha=0.3)
+    built = {}
+    for name in ("ours", "ours_no_reg"):
+        torch.manual_seed(0)
+        clip = create_clip(ClipConfig(model="ovc-vit-tiny", pretrained=""))
+        built[name] = create_method(name, clip, cfg, llm=create_llm(cfg.llm, *tiny_t5())).eval()
+    ours, noreg = built["ours"].video_encoder, built["ours_no_reg"].video_encoder
+    assert isinstance(noreg, VideoEncoder) and noreg.cfg.use_temporal and len(noreg.blocks) == 2
+    assert (noreg.cfg.weight_reg_lambda, noreg.cfg.eval_alpha) == (0.0, None)
+    assert (ours.cfg.weight_reg_lambda, ours.cfg.eval_alpha) == (0.5, 0.3)  # the config itself is untouched
+    assert noreg.resolve_alpha() == 1.0 and ours.resolve_alpha() == 0.3
+    assert ours.state_dict_trainable().keys() == noreg.state_dict_trainable().keys()
+    with torch.no_grad():
+        torch.testing.assert_close(noreg(frames), ours(frames))  # same start: why there is no ours_no_reg_step0
+    spec = method_spec("ours_no_reg")
+    assert spec.trainable and spec.frozen_trunk and spec.variant_of == "ours" and "λ = 0" in spec.display
