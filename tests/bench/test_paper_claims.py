@@ -7,6 +7,25 @@ import pytest
 from tests.helpers import REPO_ROOT
 
 
+def test_full_bench_adds_ours_no_reg_to_params_method_lists(tmp_path):
+    """The full bench trains and evaluates params.yaml's methods plus ours_no_reg (§3.2's claims need it;
+    the default pipeline does not train it); the quick one stays CoOp*-only."""
+    from ovc.bench.paper_claims import QUICK_EVAL, QUICK_METHODS, bench_overrides
+    from ovc.config import load_config
+
+    params = REPO_ROOT / "params.yaml"
+    base = load_config(params)
+    assert "ours_no_reg" not in base.train.methods and "ours_no_reg" not in base.evaluate.methods
+    cfg = load_config(params, bench_overrides(base, tmp_path / "data", quick=False))
+    assert cfg.train.methods == [*base.train.methods, "ours_no_reg"]
+    assert cfg.evaluate.methods == [*base.evaluate.methods, "ours_no_reg"]
+    assert cfg.paths.data == str(tmp_path / "data")
+    quick = load_config(params, bench_overrides(base, tmp_path / "data", quick=True))
+    assert (quick.train.methods, quick.evaluate.methods) == (list(QUICK_METHODS), list(QUICK_EVAL))
+    again = load_config(params, bench_overrides(cfg, tmp_path / "data", quick=False))  # already listed: not twice
+    assert again.train.methods.count("ours_no_reg") == again.evaluate.methods.count("ours_no_reg") == 1
+
+
 @pytest.mark.slow
 def test_paper_claims_quick_table_shape(tmp_path, monkeypatch):
     from ovc.bench.paper_claims import QUICK_EVAL, bench_paper_claims
@@ -25,6 +44,8 @@ def test_paper_claims_quick_table_shape(tmp_path, monkeypatch):
         and syn["aupr_ratio_novel_known"]["n"] == 3
     )
     assert cells["val"]["coop"]["aupr_macro_novel"]["n"] == 0  # val has no novel label
+    for split in ("open_entities", "open_actions"):  # §4.5's calibrated-to-oracle ratio, per seed
+        assert cells[split]["coop"]["f1_calibrated_over_peak"]["n"] == 3
     trained = cells["val"]["coop"]["aupr_macro"]
     assert trained["n"] == 3 and trained["std"] >= 0
     assert cells["val"]["coop_step0"]["aupr_macro"]["std"] == pytest.approx(
