@@ -154,6 +154,10 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
         resumed = both["ours"]
         losses = [h["loss"] for h in resumed["history"]]
         assert len(losses) == 3 and losses[-1] < losses[0], losses
+        # the curve across the interruption: rank 0's val AUPR at step 0 and the end, the all-reduced loss at every step
+        curve = resumed["curve"]
+        assert [r["step"] for r in curve] == list(range(7)) and all(r["loss"] > 0 for r in curve[1:])
+        assert [r["step"] for r in curve if r.get("val_aupr_macro") is not None] == [0, 6]
         d = run_dir(cfg, "ours")
         d.rename(d.with_name("ours_resumed"))
         train_method(cfg, "ours")
