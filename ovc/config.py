@@ -263,6 +263,8 @@ class TrainConfig:
         12  # cap steps per epoch (0 = full epoch); keeps the offline default within its 15-min budget
     )
     progress: bool = True  # tqdm progress bar on rank 0
+    eval_every: int = 6  # val-AUPR curve: rank 0 scores the model on val every N optimizer steps, at step 0 and at the last step (0 = off)
+    eval_videos: int = 96  # videos of the fixed val subset the curve is scored on (0 = the whole split)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     layout = DataLayout.of(cfg)            # or DataLayout(Path("data"))
     layout.clean_manifest                   # data/clean/manifest.parquet
     layout.run_dir("ours")                  # data/models/trained/ours
+    layout.train_curve("ours")              # data/models/trained/plots/train_curve_ours.csv
 
 ``STAGE_OUTPUTS`` names what each DVC stage writes; a test checks that ``dvc.yaml``'s ``outs`` and
 ``metrics`` are exactly these, so the pipeline file and the code cannot disagree on a path.
@@ -83,6 +84,19 @@ class DataLayout:
     def run_dir(self, method: str) -> Path:
         """Checkpoints, history and final weights of one trained method."""
         return self.trained / method
+
+    @property
+    def train_plots(self) -> Path:
+        """Training curves of the trained methods (DVC plots), inside the train stage's output."""
+        return self.trained / "plots"
+
+    def train_curve(self, method: str) -> Path:
+        """One method's training curve: CSV ``step,loss,val_aupr_macro,val_aupr_micro``."""
+        return self.train_plots / f"train_curve_{method}.csv"
+
+    def train_curve_png(self, method: str) -> Path:
+        """The same curve drawn (loss and val AUPR against the step)."""
+        return self.train_plots / f"train_curve_{method}.png"
 
     @property
     def train_summary(self) -> Path:

@@ -59,3 +59,24 @@ def test_no_data_path_is_built_by_hand():
             ):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert found == [], "build data paths with ovc.paths.DataLayout, not by hand: " + ", ".join(found)
+
+
+def test_dvc_yaml_training_curve_plots_are_the_layout():
+    """The train stage's plots in dvc.yaml's top-level ``plots`` are DataLayout's curve files of
+    trainable methods, inside the train stage's output (so DVC finds them after `dvc repro`)."""
+    from ovc.models.methods import TRAINABLE_METHODS
+
+    layout = DataLayout(Path("data"))
+    allowed = {layout.train_curve(m).as_posix() for m in TRAINABLE_METHODS}
+    allowed |= {layout.train_curve_png(m).as_posix() for m in TRAINABLE_METHODS}
+    files = []
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]:
+        if isinstance(entry, str):
+            files.append(entry)
+        else:
+            spec = next(iter(entry.values()))
+            files += list(spec["y"]) if isinstance(spec.get("y"), dict) else []
+    train_plots = [f for f in files if f.startswith(layout.trained.as_posix() + "/")]
+    assert train_plots and set(train_plots) <= allowed, sorted(set(train_plots) - allowed)
+    assert all(Path(f).is_relative_to(layout.train_plots) for f in train_plots)
+    assert {layout.train_curve(m).as_posix() for m in ("ours", "coop")} <= set(train_plots)

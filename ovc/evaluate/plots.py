@@ -1,4 +1,4 @@
-"""Plot data files for ``dvc plots show`` and PNG figures (paper Fig. 6, PR curves).
+"""Plot data files for ``dvc plots show`` and PNG figures (paper Fig. 6, PR curves, training curves).
 
 Data files are CSV (one column per field) or JSON (``{key: [{field: value, ...}, ...]}``, one
 array of objects) — the two shapes DVC's Vega-Lite templates read; pick by the file suffix. Point
@@ -30,6 +30,7 @@ __all__ = [
     "write_f1_threshold_curve",
     "plot_f1_vs_threshold",
     "plot_pr_curves",
+    "plot_train_curve",
 ]
 
 
@@ -40,22 +41,31 @@ def downsample_indices(n: int, max_points: int = 500) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
 
 
-def _clean(v: float) -> float | None:
+def _clean(v: float) -> float | int | None:
+    if isinstance(v, np.integer):  # integer columns (steps, counts) stay integers: "3", not "3.0"
+        return int(v)
     v = float(v)
     return None if math.isnan(v) or math.isinf(v) else round(v, 6)
+
+
+def _numeric(values: ArrayLike) -> np.ndarray:
+    """Integer arrays as they are, anything else as float64."""
+    a = np.asarray(values)
+    return a if np.issubdtype(a.dtype, np.integer) else a.astype(np.float64)
 
 
 def write_curve(columns: Mapping[str, ArrayLike], path, key: str = "curve") -> Path:
     """Write equally long numeric columns as CSV or JSON (by suffix) for DVC plots.
 
     Args:
-        columns: field name -> values (NaN/inf become empty cells in CSV, null in JSON).
+        columns: field name -> values (NaN/inf become empty cells in CSV, null in JSON; integer
+            arrays are written as integers).
         path: ``*.csv`` or ``*.json``.
         key: JSON only: name of the top-level array.
     """
     path = Path(path)
     names = list(columns)
-    arrays = [np.asarray(columns[k], dtype=np.float64).reshape(-1) for k in names]
+    arrays = [_numeric(columns[k]).reshape(-1) for k in names]
     if len({len(a) for a in arrays}) > 1:
         raise ValueError(f"columns of {path.name} differ in length: {[len(a) for a in arrays]}")
     rows = [[_clean(a[i]) for a in arrays] for i in range(len(arrays[0]) if arrays else 0)]
@@ -184,6 +194,37 @@ def plot_pr_curves(
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save_png(fig, out_png)
+
+
+def plot_train_curve(columns: Mapping[str, ArrayLike], out_png, title: str | None = None) -> Path:
+    """A training curve: the per-step loss (left axis) and the val AUPR, macro and micro (right
+    axis, [0, 1]), against the optimizer step.
+
+    Args:
+        columns: ``step``, ``loss``, ``val_aupr_macro``, ``val_aupr_micro`` of equal length, NaN
+            where a step has no value (:func:`ovc.evaluate.curves.curve_columns`).
+        out_png: output path.
+    """
+    fig, ax = _new_axes()
+    step = np.asarray(columns["step"], dtype=float)
+    loss = np.asarray(columns["loss"], dtype=float)
+    has_loss = np.isfinite(loss)
+    ax.plot(step[has_loss], loss[has_loss], color="tab:grey", linewidth=1.0, label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss")
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    for key, color in (("val_aupr_macro", "tab:blue"), ("val_aupr_micro", "tab:orange")):
+        v = np.asarray(columns[key], dtype=float)
+        has = np.isfinite(v)  # evaluated every train.eval_every steps only
+        right.plot(step[has], v[has], color=color, marker="o", markersize=3, linewidth=1.6, label=key)
+    right.set_ylabel("val AUPR")
+    right.set_ylim(0, 1)
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
     if title:
         ax.set_title(title)
     return _save_png(fig, out_png)

@@ -37,6 +37,7 @@ from ovc.config import ClipConfig
 LOCAL_DIR_PREFIX = "local-dir:"
 WEIGHTS_FILENAME = "open_clip_model.safetensors"
 CONFIG_FILENAME = "open_clip_config.json"
+TOKEN_MEMO_TEXTS = 65536  # texts whose token ids ClipModel.tokenize keeps (~0.6 KB each at context 77)
 
 # ovc's own open_clip architectures (registered with open_clip at import time).
 OVC_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
@@ -142,6 +143,7 @@ class ClipModel(nn.Module):
         self.tokenizer = tokenizer
         self.model_name = model_name
         self._locked = False
+        self._token_ids: dict[str, torch.Tensor] = {}  # text -> (ctx,) ids: a vocabulary is tokenized once (tokenize)
         visual = model.visual
         if not hasattr(visual, "transformer") or getattr(visual, "attn_pool", None) is not None:
             raise TypeError("ClipModel needs an open_clip VisionTransformer tower without attentional pooling")
@@ -182,8 +184,18 @@ class ClipModel(nn.Module):
         """(B,) strings -> (B, context_length) LongTensor: [SOT, tokens..., EOT, 0...] (truncated, EOT kept).
 
         The ids stay on the CPU: :meth:`encode_text` reads the EOT positions there (no device sync
-        per call) and moves the ids to the model's device itself."""
-        return self.tokenizer(list(texts))
+        per call) and moves the ids to the model's device itself. Each text's ids are memoised
+        (up to :data:`TOKEN_MEMO_TEXTS` texts): training batches and the val curve tokenize the same
+        labels and prompts over and over. The result is a new tensor; the memo is never handed out."""
+        texts = list(texts)
+        if not texts:
+            return self.tokenizer(texts)
+        new = [t for t in dict.fromkeys(texts) if t not in self._token_ids]
+        if new:
+            if len(self._token_ids) + len(new) > TOKEN_MEMO_TEXTS:
+                self._token_ids.clear()  # unbounded user vocabularies (serving) must not grow it forever
+            self._token_ids.update(zip(new, self.tokenizer(new)))  # (n_new, ctx) -> n_new x (ctx,)
+        return torch.stack([self._token_ids[t] for t in texts])  # B x (ctx,) -> (B, ctx)
 
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, ctx) token ids -> (B, ctx, text_width) token embeddings (no positions)."""

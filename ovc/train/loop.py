@@ -15,6 +15,10 @@ manifest, one after another inside one worker group (:func:`train_method` is the
   ends with exactly the weights of an uninterrupted run;
 * every epoch rank 0 writes a checkpoint (:mod:`ovc.train.checkpoint`); a re-run resumes from the
   newest one and skips finished epochs;
+* the training curve: every optimizer step's loss (all-reduced over the workers) and, every
+  ``train.eval_every`` steps, at step 0 and at the last step, rank 0's val AUPR of the model being
+  trained (:mod:`ovc.train.val_curve`; the other ranks wait at the next all-reduce). Rank 0 keeps it
+  in each checkpoint (a resumed run keeps its curve) and writes ``curve.json`` beside ``history.json``;
 * one ``TorchTrainer.fit`` trains every method of the stage: starting a Ray Train worker group (and
   importing torch/open_clip/transformers in it) costs ~30 s on 2 cores, so a group per method would
   spend ~2 minutes of the offline default's 15-minute budget on start-ups alone.
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 
 from ovc.config import Config, config_from_dict
+from ovc.fileio import atomic_write_json
 from ovc.models.methods import TRAINABLE_METHODS, run_dir  # noqa: F401 (run_dir re-exported for the train API)
 from ovc.paths import DataLayout
 from ovc.train.checkpoint import checkpoint_state, latest_checkpoint
@@ -44,7 +49,11 @@ from ovc.train.data import TrainData
 log = logging.getLogger(__name__)
 
 # config that does not change what a run computes (may differ between an interrupted run and its resume)
-_NOT_IN_FINGERPRINT = {"train": ("methods", "progress", "threads_per_worker", "use_gpu"), "paths": ("data",)}
+# (the val curve's knobs too: scoring forks the random state, so it never changes the weights)
+_NOT_IN_FINGERPRINT = {
+    "train": ("methods", "progress", "threads_per_worker", "use_gpu", "eval_every", "eval_videos"),
+    "paths": ("data",),
+}
 
 
 def run_fingerprint(cfg: Config, method: str) -> str:
@@ -208,6 +217,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     from ovc.models.device import resolve_device
     from ovc.train.features import FeatureCache
+    from ovc.train.val_curve import ValSubset
 
     cfg = config_from_dict(config["cfg"])
     if cfg.train.threads_per_worker > 0:
@@ -221,25 +231,29 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     load_features = functools.cache(
         lambda: FeatureCache.load(cfg)
     )  # read once per worker, shared by the methods that use it
+    load_val = functools.cache(lambda: ValSubset.load(cfg))  # the val-curve videos: decoded once per worker (rank 0)
     results = {}
     for job in config["methods"]:
         results[job["method"]] = _train_one(
-            cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features, device
+            cfg, job["method"], job["fingerprint"], config.get("stop_after_epochs"), load_features, device, load_val
         )
     return results
 
 
 def _train_one(
-    cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device
+    cfg: Config, method_name: str, fingerprint: str, stop_after: int | None, load_features, device, load_val=None
 ) -> dict[str, Any]:
     """Train one method in this worker (resuming from its newest checkpoint); rank 0 writes the outputs.
-    ``load_features()`` returns the feature cache (called only when the method trains from it)."""
+    ``load_features()`` returns the feature cache (called only when the method trains from it),
+    ``load_val()`` the val-curve subset (:class:`ovc.train.val_curve.ValSubset`; called by rank 0
+    at its first evaluation)."""
     from ovc.data.loader import ClipLoader
     from ovc.models.device import grad_scaler
     from ovc.models.methods import build_method, method_clip, uses_frozen_trunk
     from ovc.models.video_encoder import VideoEncoder
     from ovc.train.batching import MultiLabelCollator
     from ovc.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+    from ovc.train.val_curve import ValCurve
 
     tcfg = cfg.train
     dist = _dist()
@@ -269,6 +283,7 @@ def _train_one(
 
     out = run_dir(cfg, method_name)
     history: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []  # one row per optimizer step (+ step 0), see ovc.evaluate.curves
     start_epoch = 0
     ckpt = latest_checkpoint(out)  # the driver removed runs of other params/data (see train_methods)
     if ckpt is not None:
@@ -277,6 +292,7 @@ def _train_one(
         optimizer.load_state_dict(opt_state)  # moves the state onto the parameters' device
         start_epoch = int(state["epoch"])
         history = state.get("history", [])
+        curve = state.get("curve", [])
         if rank == 0:
             log.info("%s: resuming from %s (epoch %d done)", method_name, ckpt, start_epoch)
 
@@ -311,6 +327,27 @@ def _train_one(
             raw, kept = batch.frames, batch.indices
         return (model_inputs(raw, device, clip.image_mean, clip.image_std) if kept else None), kept
 
+    val_curve = ValCurve(cfg, method, device, load_val) if rank == 0 and tcfg.eval_every > 0 else None
+
+    def val_point(done: int) -> dict[str, Any]:
+        """The curve's val cells after ``done`` optimizer steps (rank 0, when due; else none)."""
+        if val_curve is None or not (done % tcfg.eval_every == 0 or done == total_steps):
+            return {}
+        point = val_curve.evaluate()
+        log.info(
+            "%s step %d/%d: val AUPR macro %s micro %s (%.2f s)",
+            method_name,
+            done,
+            total_steps,
+            _fmt(point["val_aupr_macro"]),
+            _fmt(point["val_aupr_micro"]),
+            point["val_seconds"],
+        )
+        return point
+
+    if start_epoch == 0 and not curve and (stop_after is None or stop_after > 0):
+        curve.append({"step": 0, "loss": None, **val_point(0)})  # the untrained start
+
     show_progress = rank == 0 and tcfg.progress
     fallback = None  # the last inputs of this rank: a rank without a batch runs them at weight 0 (DDP needs every rank)
     for epoch in range(start_epoch, tcfg.epochs):
@@ -325,6 +362,7 @@ def _train_one(
         t0 = time.time()
         wait = 0.0
         loss_sum, pair_count, batch_count = 0.0, 0.0, 0.0
+        val_seconds = 0.0  # this epoch's val-curve time (kept out of "seconds": benches time the training)
         bar = None
         if show_progress:
             from tqdm.auto import tqdm
@@ -363,14 +401,17 @@ def _train_one(
                     if fallback is not None
                     else _first_readable(batches, inputs_of, loader, collator, data, epoch, cache)
                 )
+            loss_value = 0.0
             if step_inputs is not None:
                 videos, labels, targets = step_inputs
                 loss = step_loss(model, videos, labels, targets, cfg, device, alpha)
                 scaler.scale(loss * weight).backward()
                 if weight:
-                    loss_sum += float(loss.detach())
+                    loss_value = float(loss.detach())
+                    loss_sum += loss_value
                     pair_count += float(targets.numel())
-            n_contrib = _allreduce_sum([weight], device)[0]
+            # the step's loss summed over the batches that contributed rides on the all-reduce every step has
+            n_contrib, step_loss_sum = _allreduce_sum([weight, loss_value * weight], device)
             scaler.unscale_(optimizer)
             if world > 1 or n_contrib > 1:
                 # DDP averaged over all W workers; the mean is over the batches that contributed
@@ -384,6 +425,10 @@ def _train_one(
             scaler.step(optimizer)
             scaler.update()
             batch_count += weight
+            t_val = time.perf_counter()
+            point = val_point(global_step + 1)
+            val_seconds += time.perf_counter() - t_val
+            curve.append({"step": global_step + 1, "loss": step_loss_sum / n_contrib if n_contrib else None, **point})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / max(batch_count, 1):.3f}")
@@ -397,7 +442,8 @@ def _train_one(
             "epoch": epoch + 1,
             "loss": loss_sum / max(batch_count, 1.0),  # mean per batch, as reduced by cfg.loss.reduction
             "pairs": pair_count,
-            "seconds": time.time() - t0,
+            "seconds": time.time() - t0 - val_seconds,  # training only
+            "val_curve_seconds": val_seconds,  # rank 0's val-AUPR evaluations of the epoch
             "data_wait_seconds": wait,  # rank 0's time blocked on frames (decode not hidden by the loader)
             "skipped_videos": skipped,
             "lr": optimizer.param_groups[0]["lr"],
@@ -410,7 +456,7 @@ def _train_one(
                 epoch + 1,
                 method.state_dict_trainable(),
                 optimizer.state_dict(),
-                {"history": history, "method": method_name, "fingerprint": fingerprint},
+                {"history": history, "curve": curve, "method": method_name, "fingerprint": fingerprint},
             )
             log.info(
                 "%s epoch %d/%d: loss %.4f (%.1f s)",
@@ -425,7 +471,12 @@ def _train_one(
     if rank == 0:
         save_weights(method.state_dict_trainable(), out / "final.safetensors", metadata={"method": method_name})
         (out / "history.json").write_text(json.dumps(history, indent=2))
-    return {"method": method_name, "history": history}
+        atomic_write_json(out / "curve.json", curve)
+    return {"method": method_name, "history": history, "curve": curve}
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def _first_readable(batches, inputs_of, loader, collator, data, epoch: int, cache):
@@ -477,7 +528,7 @@ def _report(metrics: dict[str, Any], ckpt_path: Path | None) -> None:
 # Driver
 # --------------------------------------------------------------------------------------------------
 def train_method(cfg: Config, method: str, stop_after_epochs: int | None = None) -> dict[str, Any]:
-    """Train one method; see :func:`train_methods`. Returns ``{"method", "history", "run_dir"}``."""
+    """Train one method; see :func:`train_methods`. Returns ``{"method", "history", "curve", "run_dir"}``."""
     return train_methods(cfg, [method], stop_after_epochs)[method]
 
 
@@ -491,7 +542,8 @@ def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None
         stop_after_epochs: stop each method after this many epochs in total (simulates an interruption; tests).
 
     Returns:
-        ``{method: {"method", "history", "run_dir"}}``.
+        ``{method: {"method", "history", "curve", "run_dir"}}``: ``history`` one entry per epoch,
+        ``curve`` one row per optimizer step and step 0 (:mod:`ovc.evaluate.curves`).
     """
     unknown = [m for m in methods if m not in TRAINABLE_METHODS]
     if unknown:
@@ -516,10 +568,12 @@ def train_methods(cfg: Config, methods: list[str], stop_after_epochs: int | None
     else:
         _fit_with_ray(payload, cfg)
     summary = {}
-    for job in jobs:  # rank 0 wrote each method's history.json beside its weights
+    for job in jobs:  # rank 0 wrote each method's history.json and curve.json beside its weights
         method = job["method"]
         history = json.loads((run_dir(cfg, method) / "history.json").read_text())
-        summary[method] = {"method": method, "history": history, "run_dir": str(run_dir(cfg, method))}
+        curve_file = run_dir(cfg, method) / "curve.json"
+        curve = json.loads(curve_file.read_text()) if curve_file.exists() else []  # runs finished before curves
+        summary[method] = {"method": method, "history": history, "curve": curve, "run_dir": str(run_dir(cfg, method))}
     return summary
 
 

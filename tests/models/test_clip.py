@@ -33,6 +33,27 @@ def test_encode_text_matches_open_clip(clip: ClipModel):
     assert torch.allclose(clip.encode_text(tokens).norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
+def test_tokenize_memoises_each_text_and_returns_fresh_ids(clip: ClipModel, monkeypatch):
+    """A vocabulary is tokenized once (training batches and the val curve re-ask for the same
+    labels); the ids equal open_clip's tokenizer's, and mutating a result never reaches the memo."""
+    import ovc.models.clip as clip_module
+
+    texts = ["a red circle.", "a dog.", "a red circle."]
+    ref = clip.tokenizer(texts)
+    asked: list[list[str]] = []
+    tokenizer = clip.tokenizer
+    monkeypatch.setattr(clip, "tokenizer", lambda t: asked.append(list(t)) or tokenizer(t))
+    clip._token_ids.clear()
+    first = clip.tokenize(texts)
+    assert torch.equal(first, ref) and asked == [["a red circle.", "a dog."]]  # each text once
+    first.zero_()
+    assert torch.equal(clip.tokenize(["a dog.", "a red circle."]), ref[[1, 0]]) and len(asked) == 1
+    monkeypatch.setattr(clip_module, "TOKEN_MEMO_TEXTS", 3)
+    clip.tokenize(["x.", "y."])  # 2 + 2 > 3: the memo starts over instead of growing
+    assert sorted(clip._token_ids) == ["x.", "y."]
+    assert clip.tokenize([]).shape[0] == 0
+
+
 def _manual_sequence(clip: ClipModel, tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
     """Reference for one row: build [SOT, prompts, label..., EOT] by hand and run CLIP's text layers."""
     m = clip.model

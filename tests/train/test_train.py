@@ -49,20 +49,34 @@ def test_loss_falls_on_cpu(tiny_project):
 
 
 def test_interrupted_run_resumes_to_identical_weights(tiny_project):
-    """Stop after epoch 1, re-run: the result equals an uninterrupted run with the same seed."""
-    extra = ("train.epochs=3", "train.max_steps_per_epoch=2")
-    interrupted = _cfg(tiny_project, *extra)
+    """Stop after epoch 1, re-run: the result equals an uninterrupted run with the same seed, and
+    the training curve (kept in the checkpoint) goes on where it stopped. The straight run scores
+    val every 3 steps, the interrupted one every 2: scoring never changes what is trained."""
+    extra = ("train.epochs=3", "train.max_steps_per_epoch=2", "train.eval_videos=6")
+    interrupted = _cfg(tiny_project, *extra, "train.eval_every=2")
     train_method(interrupted, "ours", stop_after_epochs=1)
     assert latest_checkpoint(run_dir(interrupted, "ours")).name == "epoch_0001"
+    state = load_checkpoint(latest_checkpoint(run_dir(interrupted, "ours")))[2]
+    assert [(r["step"], "val_aupr_macro" in r) for r in state["curve"]] == [(0, True), (1, False), (2, True)]
     resumed = train_method(interrupted, "ours")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    curve = resumed["curve"]
+    assert [r["step"] for r in curve] == list(range(7))
+    assert [r["step"] for r in curve if r.get("val_aupr_macro") is not None] == [0, 2, 4, 6]
+    assert curve[:3] == state["curve"]  # the first epoch's rows come from the checkpoint, not a re-run
 
-    straight = _cfg(tiny_project, *extra, f"paths.data={tiny_project}", "train.seed=0")
+    straight = _cfg(tiny_project, *extra, f"paths.data={tiny_project}", "train.seed=0", "train.eval_every=3")
     # same project, different run dir: move the finished run aside and train again from scratch
     done = run_dir(interrupted, "ours")
     done.rename(done.with_name("ours_resumed"))
-    train_method(straight, "ours")
+    again = train_method(straight, "ours")
     _assert_same_weights(load_weights(done.with_name("ours_resumed") / "final.safetensors"), _final(straight, "ours"))
+    assert [r["step"] for r in again["curve"] if r.get("val_aupr_macro") is not None] == [0, 3, 6]
+    assert [r["loss"] for r in again["curve"]] == [r["loss"] for r in curve]  # the same loss at every step
+    for step in (0, 6):  # the same val AUPR where both scored
+        assert {k: v for k, v in again["curve"][step].items() if k.startswith("val_aupr")} == {
+            k: v for k, v in curve[step].items() if k.startswith("val_aupr")
+        }
 
 
 def test_rerun_after_completion_is_a_noop(tiny_project):
@@ -140,6 +154,10 @@ def test_ray_two_workers_loss_falls_and_resumes(tiny_project):
         resumed = both["ours"]
         losses = [h["loss"] for h in resumed["history"]]
         assert len(losses) == 3 and losses[-1] < losses[0], losses
+        # the curve across the interruption: rank 0's val AUPR at step 0 and the end, the all-reduced loss at every step
+        curve = resumed["curve"]
+        assert [r["step"] for r in curve] == list(range(7)) and all(r["loss"] > 0 for r in curve[1:])
+        assert [r["step"] for r in curve if r.get("val_aupr_macro") is not None] == [0, 6]
         d = run_dir(cfg, "ours")
         d.rename(d.with_name("ours_resumed"))
         train_method(cfg, "ours")
