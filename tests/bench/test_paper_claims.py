@@ -10,7 +10,7 @@ from tests.helpers import REPO_ROOT
 def test_full_bench_adds_ours_no_reg_to_params_method_lists(tmp_path):
     """The full bench trains and evaluates params.yaml's methods plus ours_no_reg (§3.2's claims need it;
     the default pipeline does not train it); the quick one stays CoOp*-only."""
-    from ovc.bench.paper_claims import QUICK_EVAL, QUICK_METHODS, bench_overrides
+    from ovc.bench.paper_claims import CLAIMS_EPOCHS, QUICK_EVAL, QUICK_METHODS, bench_overrides
     from ovc.config import load_config
 
     params = REPO_ROOT / "params.yaml"
@@ -20,6 +20,9 @@ def test_full_bench_adds_ours_no_reg_to_params_method_lists(tmp_path):
     assert cfg.train.methods == [*base.train.methods, "ours_no_reg"]
     assert cfg.evaluate.methods == [*base.evaluate.methods, "ours_no_reg"]
     assert cfg.paths.data == str(tmp_path / "data")
+    # the claims profile trains full epochs, longer than the default run, with a val curve
+    assert (cfg.train.epochs, cfg.train.max_steps_per_epoch) == (CLAIMS_EPOCHS, 0)
+    assert cfg.train.epochs > base.train.epochs and cfg.train.eval_every > 0
     quick = load_config(params, bench_overrides(base, tmp_path / "data", quick=True))
     assert (quick.train.methods, quick.evaluate.methods) == (list(QUICK_METHODS), list(QUICK_EVAL))
     again = load_config(params, bench_overrides(cfg, tmp_path / "data", quick=False))  # already listed: not twice
@@ -66,3 +69,8 @@ def test_paper_claims_quick_table_shape(tmp_path, monkeypatch):
     assert len(table) == 2 + len(PAPER_CLAIMS)
     for seed in (0, 1, 2):
         assert (tmp_path / "seeds" / str(seed) / "metrics.json").exists()
+        assert (tmp_path / "seeds" / str(seed) / "train_curve_coop.csv").exists()
+    curve = out["curves"]["coop"]  # each seed's val curve: where it ended and whether it flattened
+    assert curve["steps"]["n"] == 3 and curve["steps"]["mean"] > 0
+    assert curve["final_val_aupr_macro"]["n"] == 3 and 0 <= curve["final_val_aupr_macro"]["mean"] <= 1
+    assert curve["curve_last_quarter_change"]["n"] == 3
