@@ -45,7 +45,6 @@ from ovc.errors import InputError, OvcError, markdown_cell
 from ovc.infer.published import load_published
 from ovc.paths import anchored
 from ovc.registry import (
-    latest_model_version,
     open_registry,
     read_label_file,
     resolve_url,
@@ -138,20 +137,18 @@ def _retry_on_db_error(task: Any, task_run: Any, state: Any) -> bool:
 )
 def pin_model_version(url: str, model_version: str) -> str | None:
     """The version name this run embeds with (an alias or ``latest`` resolved now), or None if none is published."""
+    from ovc.registry.aliases import pin_version
+
     engine = open_registry(url=url)
     try:
-        if model_version in ("latest", "production") and latest_model_version(engine) is None:
+        name = pin_version(engine, model_version)  # NotFoundError names an unknown version
+        if name is None:
             get_run_logger().warning(
                 "no model version published in %s yet: labels are registered without embeddings "
                 "(the first refresh after `publish` embeds them)",
                 safe_url(url),
             )
-            return None
-        from ovc.infer.published import get_model_version
-        from ovc.registry.aliases import resolve_version
-
-        # production = the promoted version (the latest while none is promoted); NotFoundError names the version
-        return get_model_version(engine, resolve_version(engine, model_version)).name
+        return name
     finally:
         engine.dispose()
 

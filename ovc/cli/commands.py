@@ -151,8 +151,8 @@ def vocab_add(
 ) -> None:
     """Add labels to a vocabulary; only labels without an embedding for the version are encoded."""
     from ovc.infer.published import PublishedModelError, build_published, get_model_version
-    from ovc.registry.aliases import PRODUCTION, resolve_version
-    from ovc.registry.store import RegistryError, add_labels, latest_model_version
+    from ovc.registry.aliases import pin_version
+    from ovc.registry.store import RegistryError, add_labels
 
     quiet_logging()
     # the plan ("N to link, M to encode": totals of the whole call) is worth a line on stderr
@@ -169,13 +169,13 @@ def vocab_add(
     try:
         mv_name: str | None = None
         if not no_embed:
-            if model_version in ("latest", PRODUCTION) and latest_model_version(engine) is None:
+            # an alias is resolved once, like classify/predict/serve: the whole call embeds with one version
+            mv_name = pin_version(engine, model_version)
+            if mv_name is None:
                 err(
                     "note: no model version is published yet; labels are registered without embeddings "
                     "(`ovc stage publish` embeds them)"
                 )
-            else:  # an alias is resolved once, like classify/predict/serve: the whole call embeds with one version
-                mv_name = get_model_version(engine, resolve_version(engine, model_version)).name
         model_cache: dict[str, Any] = {}
 
         def encode_fn(labels: list[str]):

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ovc.registry.models import ModelAlias, ModelVersion, Promotion
-from ovc.registry.store import NotFoundError, RegistryError, latest_model_version
+from ovc.registry.store import NotFoundError, RegistryError, get_model_version, latest_model_version
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ def resolve_version(engine: Engine, ref: str = DEFAULT_REF) -> str:
     if ref == CANDIDATE:
         raise NotFoundError("no 'candidate' alias is set")
     return ref
+
+
+def pin_version(engine: Engine, ref: str = DEFAULT_REF) -> str | None:
+    """The one version a whole call embeds labels with: ``ref`` (alias, ``"latest"`` or a name) resolved once.
+
+    Returns None when ``ref`` is ``latest``/``production`` and nothing is published yet (the caller then
+    registers labels without embeddings; the first ``publish`` embeds them). An unknown version name or
+    an unset ``candidate`` raises NotFoundError, naming it. ``ovc vocab add`` and the vocab-refresh flow
+    both call this, so they pin alike.
+    """
+    if ref in ("latest", PRODUCTION) and latest_model_version(engine) is None:
+        return None
+    return get_model_version(engine, resolve_version(engine, ref)).name
 
 
 def figures(mv: ModelVersion, metric: str, split: str = "val") -> dict[str, Any]:

@@ -64,6 +64,21 @@ def test_gate_promotes_only_when_the_candidate_beats_production_by_the_margin(en
         aliases.promote(engine, "v9")
 
 
+def test_pin_version_resolves_once_and_is_none_before_any_publish(engine):
+    """`ovc vocab add` and the vocab-refresh flow pin their version through this one function."""
+    assert aliases.pin_version(engine, "latest") is None and aliases.pin_version(engine) is None  # nothing published
+    with pytest.raises(Exception, match="candidate"):
+        aliases.pin_version(engine, "candidate")
+    _publish(engine, "v1", 0.5)
+    _publish(engine, "v2", 0.4)
+    assert aliases.pin_version(engine) == "v2"  # no production alias: the latest
+    aliases.promote(engine, "v1")
+    assert aliases.pin_version(engine, "production") == "v1" and aliases.pin_version(engine, "latest") == "v2"
+    assert aliases.pin_version(engine, "v2") == "v2"
+    with pytest.raises(Exception, match="v9"):
+        aliases.pin_version(engine, "v9")  # an unknown name is named, not embedded with
+
+
 def test_promote_and_rollback_cli(engine, tmp_path):
     from typer.testing import CliRunner
 
