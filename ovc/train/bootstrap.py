@@ -45,6 +45,21 @@ colour 17%, scene 17%, colour x shape 2.8%):
   schedule keeps shape (31%) but leaves colour at 38%; shape words *after* the captions never
   leave ln 6. Locking the image trunk (phase 2 above) keeps it: 200 + 150 steps gave colour 91%,
   shape 33%, scene 80%, colour x shape 28%, in 202 s.
+
+What limits shape is the tiny ViT's sample efficiency, not the objective. The vision tower alone with
+a supervised linear shape head (cross-entropy on frames naming one shape, same pool and flips; top-1
+on the 600 fresh single-object frames, chance 17%), all at ~25.6k training samples (the budget of
+phase 1), one seed each on a quiet 2-core machine:
+
+- batch 128, lr 1e-3, 200 steps (phase 1's setting): 45.5% (the loss sits at ln 6 for ~50 steps);
+- lr 3e-3: 35.7%; batch 32 x 800 steps: 50.0% (~160 s); batch 64 x 400 steps with the patch
+  embedding initialised to PCA-whitening filters of image patches: 50.5%; single-object frames only
+  (batch 64, 300 steps): 47.8% (the same run with two-object frames: 46.8%);
+- patch 4 (``ovc-vit-mini-p4``): twice the time per step and no faster start (20% after 50 steps).
+
+No variant moves the image features' shape accuracy by more than ~5 points at equal samples, so a
+zero-shot shape accuracy of 60% would need several times phase 1's samples — more than the
+offline default's 15-minute budget holds; shape stays the weak part of the offline world.
 """
 
 from __future__ import annotations

@@ -7,26 +7,33 @@ import pytest
 from tests.helpers import REPO_ROOT
 
 
-def test_full_bench_adds_ours_no_reg_to_params_method_lists(tmp_path):
-    """The full bench trains and evaluates params.yaml's methods plus ours_no_reg (§3.2's claims need it;
-    the default pipeline does not train it); the quick one stays CoOp*-only."""
-    from ovc.bench.paper_claims import CLAIMS_EPOCHS, QUICK_EVAL, QUICK_METHODS, bench_overrides
+def test_full_bench_trains_what_the_claims_compare_with_the_claims_profile(tmp_path):
+    """The full bench trains and evaluates exactly the methods the claims name (ours_no_reg included:
+    §3.2's claims need it, the default pipeline does not train it), longer than the default run;
+    the quick one stays CoOp*-only."""
+    from ovc.bench.paper_claims import CLAIMS_EPOCHS, QUICK_EVAL, QUICK_METHODS, bench_overrides, claim_methods
     from ovc.config import load_config
+    from ovc.evaluate.claims import PAPER_CLAIMS, Claim
 
     params = REPO_ROOT / "params.yaml"
     base = load_config(params)
     assert "ours_no_reg" not in base.train.methods and "ours_no_reg" not in base.evaluate.methods
     cfg = load_config(params, bench_overrides(base, tmp_path / "data", quick=False))
-    assert cfg.train.methods == [*base.train.methods, "ours_no_reg"]
-    assert cfg.evaluate.methods == [*base.evaluate.methods, "ours_no_reg"]
+    named = {m for c in PAPER_CLAIMS for m in (c.method, c.baseline)}
+    assert set(cfg.evaluate.methods) == named and "ours_no_reg" in cfg.train.methods
+    assert set(cfg.train.methods) == {m for m in named if not m.endswith("_step0") and not m.startswith("clip_")}
+    assert "dualcoop" not in cfg.train.methods  # no claim compares it: the budget goes to longer training
+    assert cfg.evaluate.main_method == base.evaluate.main_method
     assert cfg.paths.data == str(tmp_path / "data")
     # the claims profile trains full epochs, longer than the default run, with a val curve
     assert (cfg.train.epochs, cfg.train.max_steps_per_epoch) == (CLAIMS_EPOCHS, 0)
-    assert cfg.train.epochs > base.train.epochs and cfg.train.eval_every > 0
+    assert cfg.train.epochs * 25 > base.train.epochs * base.train.max_steps_per_epoch and cfg.train.eval_every > 0
     quick = load_config(params, bench_overrides(base, tmp_path / "data", quick=True))
     assert (quick.train.methods, quick.evaluate.methods) == (list(QUICK_METHODS), list(QUICK_EVAL))
-    again = load_config(params, bench_overrides(cfg, tmp_path / "data", quick=False))  # already listed: not twice
-    assert again.train.methods.count("ours_no_reg") == again.evaluate.methods.count("ours_no_reg") == 1
+    train, evaluate = claim_methods([Claim("c", "val", "aupr_macro", "coop", "coop_step0")])
+    assert (train, sorted(evaluate)) == (["coop"], ["coop", "coop_step0"])
+    with pytest.raises(ValueError, match="nope"):
+        claim_methods([Claim("c", "val", "aupr_macro", "nope", "coop")])
 
 
 @pytest.mark.slow
