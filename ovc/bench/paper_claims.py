@@ -143,7 +143,7 @@ def bench_paper_claims(
     for seed in seeds:
         s0 = time.time()
         seed_cfg = load_config(default_params_path(), [*overrides, f"train.seed={seed}", f"evaluate.seed={seed}"])
-        run_stage("train", seed_cfg)
+        summary = run_stage("train", seed_cfg)["methods"]  # the stage's train_summary.json, as returned
         run_stage("evaluate", seed_cfg)
         layout = DataLayout.of(seed_cfg)
         keep = out / "seeds" / str(seed)
@@ -153,7 +153,6 @@ def bench_paper_claims(
         for method in seed_cfg.train.methods:  # each seed's training curves (step, loss, val AUPR)
             if layout.train_curve(method).exists():
                 shutil.copyfile(layout.train_curve(method), keep / layout.train_curve(method).name)
-        summary = json.loads(layout.train_summary.read_text())["methods"]
         per_seed_curves.append({"train_curve": {m: {k: summary[m].get(k) for k in CURVE_KEYS} for m in summary}})
         # + synonym-to-base and calibrated-to-oracle ratios, per seed before averaging
         per_seed.append(with_derived(load_metrics_json(keep / "metrics.json"), cfg.evaluate.calibration_average))
